@@ -1,0 +1,1 @@
+"""cashcapture package."""
