@@ -1,0 +1,123 @@
+"""Settings of the daily extract and the SFTP submitter.
+
+They come from the `[extract]` and `[sftp]` sections of the TOML config file
+(the same file `serve --config` reads) and can be overridden by command-line
+options. Every setting has a default here, and the README lists them.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+ZERO_CADENCES = ("daily", "weekly", "off")
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+class SettingsError(ValueError):
+    """A config value the operator must fix; the message is one line."""
+
+
+@dataclass(frozen=True)
+class ExtractSettings:
+    state: str = "KY"
+    timezone: str = "America/New_York"
+    zero_reports: str = "daily"  # daily | weekly | off
+    week_ends: str = "saturday"  # weekly zero reports cover the week ending this day
+    submitter_id: str = ""  # fallback when a pharmacy has none (default: its DEA)
+    reg_key: str = ""  # fallback when a pharmacy has none
+    outbox: str = "outbox"  # local folder for written files, relative to the config file
+    file_type: str = "P"  # TH07: P production, T test
+    asap_version: str = "4.1"
+    lock_file: str = ""  # run lock for SQLite / other; default: next to the database
+
+    def zone(self) -> ZoneInfo:
+        try:
+            return ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise SettingsError(f"[extract] timezone: unknown time zone {self.timezone!r}") from exc
+
+
+@dataclass(frozen=True)
+class SftpSettings:
+    host: str = ""
+    port: int = 22
+    user: str = ""
+    key: str = ""  # private key file for key authentication
+    host_key: str = ""  # pinned server public key, "ssh-ed25519 AAAA..."
+    known_hosts: str = ""  # or a known_hosts file holding the server's key
+    remote_dir: str = "/"
+    temp_suffix: str = ".part"
+    retries: int = 5  # attempts per file after a network fault
+    backoff: float = 2.0  # first wait in seconds, doubled after each fault
+    timeout: float = 30.0  # connect timeout in seconds
+
+
+@dataclass(frozen=True)
+class Settings:
+    extract: ExtractSettings = field(default_factory=ExtractSettings)
+    sftp: SftpSettings = field(default_factory=SftpSettings)
+    base_dir: Path = field(default_factory=Path.cwd)
+
+    def outbox_dir(self) -> Path:
+        return (self.base_dir / self.extract.outbox).resolve()
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """Apply command-line options named `section_key` (None = not given)."""
+        ex = {k[8:]: v for k, v in overrides.items() if k.startswith("extract_") and v is not None}
+        sf = {k[5:]: v for k, v in overrides.items() if k.startswith("sftp_") and v is not None}
+        return replace(self, extract=replace(self.extract, **ex), sftp=replace(self.sftp, **sf))
+
+
+def _section(cls: type, raw: dict[str, Any], name: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise SettingsError(f"[{name}] unknown setting {key!r}")
+        default = known[key].default
+        if isinstance(default, bool) or not isinstance(value, type(default)):
+            if not (isinstance(default, float) and isinstance(value, int)):
+                raise SettingsError(
+                    f"[{name}] {key}: expected {type(default).__name__}, got {value!r}"
+                )
+            value = float(value)
+        values[key] = value
+    return cls(**values)
+
+
+def check(settings: Settings) -> Settings:
+    ex = settings.extract
+    if ex.zero_reports not in ZERO_CADENCES:
+        raise SettingsError(f"[extract] zero_reports must be one of {', '.join(ZERO_CADENCES)}")
+    if ex.week_ends not in WEEKDAYS:
+        raise SettingsError("[extract] week_ends must be a weekday name, e.g. saturday")
+    if ex.file_type not in ("P", "T"):
+        raise SettingsError("[extract] file_type must be P or T")
+    ex.zone()
+    if settings.sftp.retries < 1:
+        raise SettingsError("[sftp] retries must be at least 1")
+    return settings
+
+
+def load(path: str | Path | None) -> Settings:
+    """Read the config file (None: all defaults, relative paths from the cwd)."""
+    if path is None:
+        return check(Settings())
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SettingsError(f"cannot read config {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config {path} is not valid TOML: {exc}") from exc
+    return check(
+        Settings(
+            extract=_section(ExtractSettings, raw.get("extract", {}), "extract"),
+            sftp=_section(SftpSettings, raw.get("sftp", {}), "sftp"),
+            base_dir=path.parent.resolve(),
+        )
+    )

@@ -1,0 +1,335 @@
+"""Deliver written ASAP files to the collector by SFTP, exactly once.
+
+The delivery state lives in the database, on the Submission row:
+
+    written --(commit)--> uploading --upload temp, rename to final, commit--> uploaded
+
+Each arrow is committed before the step after it starts, so a process killed
+anywhere leaves a state a re-run can finish. On restart an `uploading` file is
+looked up on the server: its final name present means the rename happened and
+only the commit was lost (mark it uploaded, never send it again); otherwise the
+temporary copy, whole or partial, is overwritten and renamed. The collector only
+ever sees complete files under their final name, and the fills of a file are
+marked reported in the same transaction that records it as uploaded.
+
+Network faults (refused, reset, timeout, lost channel) are retried with
+exponential backoff; an unknown or changed host key and a refused login are not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import posixpath
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncssh
+from sqlalchemy import and_, case, exists, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from cashcapture.store.models import Fill, Submission, SubmissionRecord
+from cashcapture.store.types import utcnow
+
+from .settings import Settings, SettingsError, SftpSettings
+
+PAUSE_ENV = "CASHCAPTURE_TEST_PAUSE_AT"
+PAUSE_FILE_ENV = "CASHCAPTURE_TEST_PAUSE_FILE"
+CHUNK = 256 * 1024
+PENDING_STATES = ("written", "uploading")
+
+
+class SubmitError(RuntimeError):
+    """Delivery could not finish; the message is one line without patient data."""
+
+
+class Refused(SubmitError):
+    """Not a network fault: wrong host key, login refused, remote folder missing."""
+
+
+class _FileProblem(Exception):
+    """This one file cannot go (e.g. its local copy is gone); the others still can."""
+
+
+NETWORK_FAULTS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncssh.ConnectionLost,
+    asyncssh.SFTPConnectionLost,
+    asyncssh.DisconnectError,
+)
+
+
+def pause_point(name: str) -> None:
+    """Test hook: stop dead at a named point so a test can SIGKILL us there."""
+    points = os.environ.get(PAUSE_ENV, "")
+    if name not in points.split(","):
+        return
+    line = f"PAUSED {name} pid={os.getpid()}\n"
+    target = os.environ.get(PAUSE_FILE_ENV)
+    if target:
+        with open(target, "a", encoding="ascii") as fh:
+            fh.write(line)
+    sys.stderr.write(line)
+    sys.stderr.flush()
+    while True:  # the test kills us here
+        time.sleep(60)
+
+
+@dataclass
+class SubmitResult:
+    uploaded: list[str] = field(default_factory=list)
+    recovered: list[str] = field(default_factory=list)  # found already renamed on the server
+    failed: dict[str, str] = field(default_factory=dict)
+    retries: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def _resolve(base: Path, value: str) -> str:
+    return str((base / value).expanduser()) if value else ""
+
+
+def connect_options(sftp: SftpSettings, base_dir: Path) -> dict:
+    """asyncssh.connect keyword arguments: key auth only, the server key pinned."""
+    if not sftp.host:
+        raise SettingsError("[sftp] host is not set")
+    if not sftp.user:
+        raise SettingsError("[sftp] user is not set")
+    key = _resolve(base_dir, sftp.key)
+    if not key or not os.path.isfile(key):
+        raise SettingsError(f"[sftp] key: private key file {key or '(unset)'} not found")
+    if sftp.host_key:
+        try:
+            pinned = asyncssh.import_public_key(sftp.host_key)
+        except (asyncssh.KeyImportError, ValueError) as exc:
+            raise SettingsError("[sftp] host_key is not an OpenSSH public key line") from exc
+        known_hosts: object = ([pinned], [], [])
+    elif sftp.known_hosts:
+        path = _resolve(base_dir, sftp.known_hosts)
+        if not os.path.isfile(path):
+            raise SettingsError(f"[sftp] known_hosts file {path} not found")
+        known_hosts = path
+    else:
+        raise SettingsError("[sftp] host_key or known_hosts must pin the server's key")
+    return {
+        "host": sftp.host,
+        "port": sftp.port,
+        "username": sftp.user,
+        "client_keys": [key],
+        "known_hosts": known_hosts,
+        "agent_path": None,
+        "password": None,
+        "kbdint_auth": False,
+        "preferred_auth": "publickey",
+        "config": None,
+        "connect_timeout": sftp.timeout,
+    }
+
+
+def pending_ids(session: Session) -> list[int]:
+    """Submissions still to deliver, oldest first."""
+    rows = session.scalars(
+        select(Submission.id).where(Submission.state.in_(PENDING_STATES)).order_by(Submission.id)
+    )
+    return list(rows)
+
+
+def mark_uploaded(session: Session, submission_id: int) -> None:
+    """Record the file as on the server and its fills as reported: one transaction.
+
+    A fill revised while its file was in flight keeps `needs_report` (its
+    version moved on), so the revision goes out in the next file.
+    """
+    now = utcnow()
+    rec = select(SubmissionRecord).where(
+        SubmissionRecord.submission_id == submission_id,
+        SubmissionRecord.fill_id == Fill.id,
+    )
+    status = rec.with_only_columns(SubmissionRecord.reporting_status).scalar_subquery()
+    version = rec.with_only_columns(SubmissionRecord.fill_version).scalar_subquery()
+    session.execute(
+        update(Fill)
+        .where(exists(rec))
+        .values(
+            reported_status=status,
+            reported_at=now,
+            last_submission_id=submission_id,
+            needs_report=case((Fill.version == version, False), else_=Fill.needs_report),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(Submission)
+        .where(and_(Submission.id == submission_id, Submission.state.in_(PENDING_STATES)))
+        .values(state="uploaded", uploaded_at=now, last_error=None)
+    )
+
+
+class _Delivery:
+    """One submit run: a connection that is reopened after faults."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        progress: Callable[[str], None] | None,
+        sleep: Callable[[float], object],
+    ) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.sftp_cfg = settings.sftp
+        self.options = connect_options(settings.sftp, settings.base_dir)
+        self.progress = progress or (lambda _name: None)
+        self.sleep = sleep
+        self.result = SubmitResult()
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._sftp: asyncssh.SFTPClient | None = None
+
+    async def client(self) -> asyncssh.SFTPClient:
+        if self._sftp is None:
+            try:
+                self._conn = await asyncssh.connect(**self.options)
+            except asyncssh.HostKeyNotVerifiable as exc:
+                raise Refused(
+                    f"host key of {self.sftp_cfg.host}:{self.sftp_cfg.port} is not the pinned "
+                    "key (unknown or changed); refusing to send"
+                ) from exc
+            except asyncssh.PermissionDenied as exc:
+                raise Refused(
+                    f"login as {self.sftp_cfg.user} on {self.sftp_cfg.host} refused (key auth)"
+                ) from exc
+            self._sftp = await self._conn.start_sftp_client()
+        return self._sftp
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            self._conn.abort() if self._sftp is None else self._conn.close()
+            try:
+                await asyncio.wait_for(self._conn.wait_closed(), 5)
+            except (TimeoutError, *NETWORK_FAULTS):
+                pass
+        self._conn = self._sftp = None
+
+    async def run(self, ids: list[int]) -> SubmitResult:
+        try:
+            for sid in ids:
+                await self.deliver_with_retries(sid)
+        finally:
+            await self.close()
+        return self.result
+
+    async def deliver_with_retries(self, sid: int) -> None:
+        delay = self.sftp_cfg.backoff
+        for attempt in range(1, self.sftp_cfg.retries + 1):
+            try:
+                await self.deliver(sid)
+                return
+            except Refused:
+                raise
+            except _FileProblem as exc:
+                self._fail(sid, str(exc))
+                return
+            except asyncssh.SFTPError as exc:
+                if isinstance(exc, asyncssh.SFTPConnectionLost):
+                    fault: BaseException = exc
+                else:  # the server answered: not a network fault, retrying won't help
+                    self._fail(sid, f"SFTP error: {exc.reason}")
+                    return
+            except NETWORK_FAULTS as exc:
+                fault = exc
+            await self.close()
+            self._note_error(sid, f"network fault: {type(fault).__name__}: {fault}")
+            if attempt == self.sftp_cfg.retries:
+                self._fail(sid, f"gave up after {attempt} attempts: {type(fault).__name__}")
+                return
+            self.result.retries += 1
+            await self.sleep(delay)
+            delay *= 2
+
+    def _note_error(self, sid: int, message: str) -> None:
+        with self.sessions.begin() as s:
+            s.execute(update(Submission).where(Submission.id == sid).values(last_error=message))
+
+    def _fail(self, sid: int, message: str) -> None:
+        self._note_error(sid, message)
+        with self.sessions() as s:
+            name = s.get_one(Submission, sid).file_name
+        self.result.failed[name] = message
+
+    async def deliver(self, sid: int) -> None:
+        with self.sessions.begin() as s:
+            sub = s.get_one(Submission, sid)
+            name, state, local = sub.file_name, sub.state, sub.path
+            if state not in PENDING_STATES:
+                return  # another run finished it
+            if state == "written":
+                sub.state = "uploading"
+            sub.attempts += 1
+        remote_dir = self.sftp_cfg.remote_dir or "/"
+        final = posixpath.join(remote_dir, name)
+        temp = final + self.sftp_cfg.temp_suffix
+        sftp = await self.client()
+        if state == "uploading" and await sftp.exists(final):
+            # Renamed before a crash; only the commit was lost.
+            with self.sessions.begin() as s:
+                mark_uploaded(s, sid)
+            self.result.recovered.append(name)
+            self.progress(name)
+            return
+        if not local or not os.path.isfile(local):
+            raise _FileProblem(f"local file {local} is missing; cannot deliver")
+        pause_point("before-upload")
+        await self._upload(sftp, local, temp)
+        pause_point("after-upload")
+        try:
+            await sftp.posix_rename(temp, final)
+        except asyncssh.SFTPOpUnsupported:  # pragma: no cover - servers without the extension
+            await sftp.rename(temp, final)
+        pause_point("after-rename")
+        with self.sessions.begin() as s:
+            mark_uploaded(s, sid)
+        pause_point("after-commit")
+        self.result.uploaded.append(name)
+        self.progress(name)
+
+    @staticmethod
+    async def _upload(sftp: asyncssh.SFTPClient, local: str, temp: str) -> None:
+        size = 0
+        async with sftp.open(temp, "wb") as remote:
+            with open(local, "rb") as fh:
+                while chunk := fh.read(CHUNK):
+                    await remote.write(chunk)
+                    size += len(chunk)
+            try:
+                await remote.fsync()
+            except asyncssh.SFTPOpUnsupported:  # pragma: no cover - server without fsync
+                pass
+        remote_size = (await sftp.stat(temp)).size
+        if remote_size != size:
+            raise asyncssh.SFTPConnectionLost(f"short upload: {remote_size} of {size} bytes")
+
+
+async def _asleep(seconds: float) -> None:
+    await asyncio.sleep(seconds)
+
+
+def submit(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    *,
+    progress: Callable[[str], None] | None = None,
+    sleep: Callable[[float], object] = _asleep,
+) -> SubmitResult:
+    """Deliver every written or interrupted file; safe to re-run at any time."""
+    with sessions() as s:
+        ids = pending_ids(s)
+    if not ids:
+        return SubmitResult()
+    delivery = _Delivery(sessions, settings, progress, sleep)
+    return asyncio.run(delivery.run(ids))
