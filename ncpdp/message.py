@@ -1,0 +1,148 @@
+"""Plain value classes for messages (as h11's events): a header, the message-level
+segments, and one list of segments per transaction group.
+
+A parsed Segment keeps its wire text and splits it into fields only when asked
+(`fields`); `get` looks a field up in the wire text directly. Both forms compare
+equal when they hold the same fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from .header import RequestHeader, ResponseHeader
+
+FS, GS, RS = "\x1c", "\x1d", "\x1e"
+
+
+class Segment:
+    """One segment: its 2-character id ("07") and its fields in wire order.
+
+    `fields` is a list of (field code, raw value) pairs; repeats and unknown
+    codes are kept; the segment identification (AM) is not among them.
+    """
+
+    __slots__ = ("id", "_fields", "_raw")
+
+    def __init__(self, id: str, fields: Iterable[tuple[str, str]] = ()) -> None:
+        self.id = id
+        self._fields: list[tuple[str, str]] | None = [tuple(f) for f in fields]  # type: ignore[misc]
+        self._raw: str | None = None
+
+    @classmethod
+    def _from_wire(cls, id: str, raw: str) -> Segment:
+        """Segment over checked wire text `raw` (everything after "AMnn")."""
+        seg = cls.__new__(cls)
+        seg.id = id
+        seg._fields = None
+        seg._raw = raw
+        return seg
+
+    @property
+    def fields(self) -> list[tuple[str, str]]:
+        if self._fields is None:
+            self._fields = [(p[:2], p[2:]) for p in self._raw.split(FS)[1:]]  # type: ignore[union-attr]
+            self._raw = None
+        return self._fields
+
+    @fields.setter
+    def fields(self, value: Iterable[tuple[str, str]]) -> None:
+        self._fields = [tuple(f) for f in value]  # type: ignore[misc]
+        self._raw = None
+
+    def get(self, code: str) -> str | None:
+        """Raw value of the first field `code`, or None."""
+        raw = self._raw
+        if raw is not None:
+            if len(code) != 2:
+                return None
+            i = raw.find(FS + code)
+            if i < 0:
+                return None
+            j = raw.find(FS, i + 3)
+            return raw[i + 3 :] if j < 0 else raw[i + 3 : j]
+        for c, v in self._fields:  # type: ignore[union-attr]
+            if c == code:
+                return v
+        return None
+
+    def get_all(self, code: str) -> list[str]:
+        """Raw values of every field `code`, in wire order."""
+        return [v for c, v in self.fields if c == code]
+
+    def codes(self) -> list[str]:
+        return [c for c, _ in self.fields]
+
+    def wire(self) -> str:
+        """The fields as wire text (each FS + code + value), without RS and AM."""
+        if self._raw is not None:
+            return self._raw
+        return "".join([FS + c + v for c, v in self._fields])  # type: ignore[union-attr]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Segment):
+            return NotImplemented
+        if self.id != other.id:
+            return False
+        if self._raw is not None and other._raw is not None:
+            return self._raw == other._raw
+        return self.fields == other.fields
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        # Codes only: values are patient data and reprs end up in logs.
+        return f"Segment({self.id!r}, codes={self.codes()!r})"
+
+
+def find(segments: Iterable[Segment], seg_id: str) -> Segment | None:
+    """First segment with this id ("07"), or None."""
+    for s in segments:
+        if s.id == seg_id:
+            return s
+    return None
+
+
+def find_all(segments: Iterable[Segment], seg_id: str) -> list[Segment]:
+    return [s for s in segments if s.id == seg_id]
+
+
+@dataclass(eq=True, repr=False)
+class Request:
+    """A request transmission: header, message-level segments, transaction groups."""
+
+    kind: ClassVar[str] = "request"
+    header: RequestHeader
+    segments: list[Segment] = field(default_factory=list)
+    transactions: list[list[Segment]] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        h = self.header
+        return (
+            f"Request({h.transaction_code!r}, bin={h.bin!r}, count={h.transaction_count}, "
+            f"segments={[s.id for s in self.segments]}, "
+            f"transactions={[[s.id for s in t] for t in self.transactions]})"
+        )
+
+
+@dataclass(eq=True, repr=False)
+class Response:
+    """A response transmission: header, message-level segments, transaction groups."""
+
+    kind: ClassVar[str] = "response"
+    header: ResponseHeader
+    segments: list[Segment] = field(default_factory=list)
+    transactions: list[list[Segment]] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        h = self.header
+        return (
+            f"Response({h.transaction_code!r}, status={h.header_response_status!r}, "
+            f"count={h.transaction_count}, segments={[s.id for s in self.segments]}, "
+            f"transactions={[[s.id for s in t] for t in self.transactions]})"
+        )
+
+
+Message = Request | Response
