@@ -1,0 +1,76 @@
+"""Engines and sessions: one place decides how a database URL becomes a durable store.
+
+SQLite is the embedded default. It runs in WAL mode with ``synchronous=FULL``:
+every commit syncs the WAL, so a capture that was answered survives a power cut;
+the group committer (``groupcommit.py``) keeps that affordable by sharing one
+sync among many captures.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+DEFAULT_URL = "sqlite:///cashcapture.db"
+ENV_VAR = "CASHCAPTURE_DB"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def resolve_url(url: str | None = None) -> str:
+    """The explicit URL, else $CASHCAPTURE_DB, else the default SQLite file."""
+    return url or os.environ.get(ENV_VAR) or DEFAULT_URL
+
+
+def make_engine(url: str | None = None, **kwargs) -> Engine:
+    """Create an engine for ``url`` (see `resolve_url`), with durable SQLite settings."""
+    url = resolve_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        kwargs.setdefault("pool_pre_ping", True)
+        return create_engine(url, **kwargs)
+    database = parsed.database or ""
+    memory = database in ("", ":memory:") or "mode=memory" in str(parsed)
+    if not memory:
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, **kwargs)
+    _configure_sqlite(engine, wal=not memory)
+    return engine
+
+
+def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
+    # pysqlite's own transaction handling breaks SAVEPOINT; take it over
+    # (the recipe in the SQLAlchemy SQLite dialect documentation).
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        if wal:
+            cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn) -> None:
+        # Writers that read first (find, then insert) ask for IMMEDIATE so a
+        # second process waits on busy_timeout instead of failing to upgrade.
+        immediate = conn.get_execution_options().get("sqlite_immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def writer_engine(engine: Engine) -> Engine:
+    """The same engine, opening write transactions (BEGIN IMMEDIATE on SQLite)."""
+    if engine.dialect.name == "sqlite":
+        return engine.execution_options(sqlite_immediate=True)
+    return engine
+
+
+def session_factory(engine: Engine, **kwargs) -> sessionmaker[Session]:
+    """Sessions bound to ``engine``; objects stay readable after commit."""
+    kwargs.setdefault("expire_on_commit", False)
+    return sessionmaker(bind=engine, **kwargs)

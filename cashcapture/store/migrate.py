@@ -1,0 +1,42 @@
+"""Alembic migrations shipped inside the package, run from code (no alembic.ini)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+from .engine import make_engine, resolve_url
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def upgrade(url: str | None = None, revision: str = "head") -> None:
+    """Bring the database at ``url`` (see `resolve_url`) to ``revision``; safe to re-run."""
+    engine = make_engine(resolve_url(url))
+    try:
+        with engine.begin() as conn:
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+    finally:
+        engine.dispose()
+
+
+def revision(message: str, url: str) -> None:
+    """Autogenerate a migration against ``url`` (a database at head). Developers only."""
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            command.revision(cfg, message=message, autogenerate=True)
+    finally:
+        engine.dispose()
