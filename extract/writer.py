@@ -1,0 +1,193 @@
+"""ASAP writer: values in, file out, streaming.
+
+`AsapWriter` writes TH and IS at once, then one segment group per call, and
+counts as it goes, so a day of a million fills never sits in memory: TP01 and
+TT02 are trailers, written when a pharmacy group ends and at `close()`.
+Records must arrive grouped: all fills of one pharmacy DEA together, and a
+patient's fills together within it (a new PAT starts whenever the patient
+value changes). `write(AsapFile) -> bytes` is the same writer on a buffer.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import date, datetime
+from typing import BinaryIO
+
+from extract.asap import table
+from extract.asap.codec import AsapError, encode, format_date, join
+from extract.records import (
+    ZERO_FIRST_NAME,
+    ZERO_LAST_NAME,
+    AdditionalInfo,
+    AsapFile,
+    Dispensation,
+    Header,
+    Ingredient,
+    Patient,
+    PatientGroup,
+    Pharmacy,
+    PharmacyGroup,
+    Prescriber,
+    Record,
+)
+
+__all__ = ["AsapError", "AsapWriter", "file_name", "write", "zero_report", "zero_report_message"]
+
+
+class AsapWriter:
+    """Streaming writer. Use as a context manager or call `close()` once at the end."""
+
+    def __init__(self, out: BinaryIO, header: Header):
+        self._out = out
+        self._table = table(header.version)
+        self.header = header
+        self._sep = "*"
+        self._term = header.terminator
+        if len(self._term) != 1 or self._term in "* \r" or self._term.isalnum():
+            raise AsapError(f"bad segment terminator {self._term!r}")
+        self.segments = 0  # segments written so far (TT02 at the end)
+        self.records = 0  # DSP segments written
+        self.pharmacies = 0
+        self._pha_dea: str | None = None
+        self._pha_segments = 0
+        self._patient: Patient | None = None
+        self._seen_dea: set[str] = set()
+        self._closed = False
+        self._emit(encode(self._table, "TH", header))
+        self._emit(encode(self._table, "IS", header))
+
+    # -- low level --
+    def _emit(self, elements: list[str]) -> None:
+        if elements[0] == "TH":
+            # TH09 is the terminator itself: keep it even though it is the last element.
+            text = join(elements[:-1], self._sep, self._term, 1) + self._sep + elements[-1]
+        else:
+            text = join(elements, self._sep, self._term, self.segments + 1)
+        self._out.write((text + self._term).encode("latin-1", "replace"))
+        self.segments += 1
+        if self._pha_dea is not None:
+            self._pha_segments += 1
+
+    # -- grouping --
+    def begin_pharmacy(self, pharmacy: Pharmacy) -> None:
+        """Start a PHA group (ends the open one). Each DEA may appear once per file."""
+        if self._closed:
+            raise AsapError("writer is closed")
+        self._end_pharmacy()
+        if pharmacy.dea in self._seen_dea:
+            raise AsapError(f"pharmacy {pharmacy.dea} appears twice; group records by DEA")
+        self._seen_dea.add(pharmacy.dea)
+        self._pha_dea = pharmacy.dea
+        self._pha_segments = 0
+        self._patient = None
+        self.pharmacies += 1
+        self._emit(encode(self._table, "PHA", pharmacy))
+
+    def _end_pharmacy(self) -> None:
+        if self._pha_dea is None:
+            return
+        if self._patient is None:
+            raise AsapError(f"pharmacy {self._pha_dea} has no records")
+        self._emit(["TP", str(self._pha_segments + 1)])
+        self._pha_dea = None
+        self._patient = None
+
+    def add(self, pharmacy: Pharmacy, patient: Patient, fill: Dispensation) -> None:
+        """Append one fill; opens a PHA / PAT when the pharmacy DEA / patient changes."""
+        if self._pha_dea != pharmacy.dea:
+            self.begin_pharmacy(pharmacy)
+        if patient != self._patient:
+            self._emit(encode(self._table, "PAT", patient))
+            self._patient = patient
+        t = self._table
+        self._emit(encode(t, "DSP", fill))
+        self.records += 1
+        if fill.prescriber is not None:
+            self._emit(encode(t, "PRE", fill.prescriber))
+        for ing in fill.ingredients:
+            self._emit(encode(t, "CDI", ing))
+        if fill.additional is not None:
+            self._emit(encode(t, "AIR", fill.additional))
+
+    def add_record(self, record: Record) -> None:
+        self.add(record.pharmacy, record.patient, record.fill)
+
+    def add_group(self, group: PharmacyGroup) -> None:
+        self.begin_pharmacy(group.pharmacy)
+        for pg in group.patients:
+            if not pg.fills:
+                raise AsapError("a patient group has no fills")
+            self._patient = None  # a new PatientGroup always opens a PAT
+            for fill in pg.fills:
+                self.add(group.pharmacy, pg.patient, fill)
+
+    def close(self) -> int:
+        """Write the last TP and TT; returns TT02, the file's segment count."""
+        if self._closed:
+            return self.segments
+        self._end_pharmacy()
+        self._closed = True
+        self._emit(["TT", self.header.control_number, str(self.segments + 1)])
+        return self.segments
+
+    def __enter__(self) -> AsapWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+
+
+def write(file: AsapFile) -> bytes:
+    """The whole file as bytes (small files, tests, fixtures)."""
+    buf = io.BytesIO()
+    w = AsapWriter(buf, file.header)
+    for group in file.pharmacies:
+        w.add_group(group)
+    w.close()
+    return buf.getvalue()
+
+
+def write_records(out: BinaryIO, header: Header, records: Iterable[Record]) -> int:
+    """Stream grouped records to `out`; returns the number of records written."""
+    with AsapWriter(out, header) as w:
+        for r in records:
+            w.add(r.pharmacy, r.patient, r.fill)
+    return w.records
+
+
+def file_name(submitter_id: str, reg_key: str, when: datetime, state: str = "KY") -> str:
+    """PMP_KY_SubmitterID_RegKey_CCYYMMDDHHMMSS.dat, as the KY guide names batch files."""
+    for label, v in (("submitter ID", submitter_id), ("RegKey", reg_key), ("state", state)):
+        if not v or not v.isalnum():
+            raise ValueError(f"{label} must be non-empty letters and digits")
+    return f"PMP_{state}_{submitter_id}_{reg_key}_{when:%Y%m%d%H%M%S}.dat"
+
+
+def zero_report_message(start: date, end: date) -> str:
+    """IS03 of a zero report: #CCYYMMDD#-#CCYYMMDD#."""
+    return f"#{format_date(start)}#-#{format_date(end)}#"
+
+
+def zero_report(header: Header, pharmacy: Pharmacy, start: date, end: date) -> AsapFile:
+    """Nothing to report for `pharmacy` from `start` to `end`.
+
+    IS03 carries the period, PAT07/PAT08 REPORT/ZERO, DSP05 the end date, and
+    empty PRE, CDI and AIR follow as the known zero-report writers send them
+    (TP01 = 7, TT02 = 10).
+    """
+    fill = Dispensation(
+        date_filled=end,
+        product_qualifier="",
+        prescriber=Prescriber(),
+        ingredients=(Ingredient(product_qualifier=""),),
+        additional=AdditionalInfo(),
+    )
+    patient = Patient(last_name=ZERO_LAST_NAME, first_name=ZERO_FIRST_NAME)
+    return AsapFile(
+        replace(header, message=zero_report_message(start, end)),
+        (PharmacyGroup(pharmacy, (PatientGroup(patient, (fill,)),)),),
+    )
