@@ -31,7 +31,14 @@ import asyncssh
 from sqlalchemy import and_, case, exists, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from cashcapture.store.models import Fill, Submission, SubmissionRecord
+from cashcapture.store.models import (
+    NEW_RECORD,
+    REVISED_RECORD,
+    Fill,
+    Submission,
+    SubmissionRecord,
+)
+from cashcapture.store.repo import IN_FLIGHT
 from cashcapture.store.types import utcnow
 
 from .settings import Settings, SettingsError, SftpSettings
@@ -39,7 +46,6 @@ from .settings import Settings, SettingsError, SftpSettings
 PAUSE_ENV = "CASHCAPTURE_TEST_PAUSE_AT"
 PAUSE_FILE_ENV = "CASHCAPTURE_TEST_PAUSE_FILE"
 CHUNK = 256 * 1024
-PENDING_STATES = ("written", "uploading")
 
 
 class SubmitError(RuntimeError):
@@ -52,6 +58,10 @@ class Refused(SubmitError):
 
 class _FileProblem(Exception):
     """This one file cannot go (e.g. its local copy is gone); the others still can."""
+
+
+class _NetworkDown(Exception):
+    """Retries exhausted: stop this run, leave every remaining file pending."""
 
 
 NETWORK_FAULTS: tuple[type[BaseException], ...] = (
@@ -135,7 +145,7 @@ def connect_options(sftp: SftpSettings, base_dir: Path) -> dict:
 def pending_ids(session: Session) -> list[int]:
     """Submissions still to deliver, oldest first."""
     rows = session.scalars(
-        select(Submission.id).where(Submission.state.in_(PENDING_STATES)).order_by(Submission.id)
+        select(Submission.id).where(Submission.state.in_(IN_FLIGHT)).order_by(Submission.id)
     )
     return list(rows)
 
@@ -143,8 +153,9 @@ def pending_ids(session: Session) -> list[int]:
 def mark_uploaded(session: Session, submission_id: int) -> None:
     """Record the file as on the server and its fills as reported: one transaction.
 
-    A fill revised while its file was in flight keeps `needs_report` (its
-    version moved on), so the revision goes out in the next file.
+    A fill changed while its file was in flight stays queued: revised, it needs
+    a 01; voided after a 00 or 01 went, it needs the 02 (the state now holds
+    the record even though nothing was held when the reversal arrived).
     """
     now = utcnow()
     rec = select(SubmissionRecord).where(
@@ -153,6 +164,11 @@ def mark_uploaded(session: Session, submission_id: int) -> None:
     )
     status = rec.with_only_columns(SubmissionRecord.reporting_status).scalar_subquery()
     version = rec.with_only_columns(SubmissionRecord.fill_version).scalar_subquery()
+    still_needed = case(
+        (Fill.version == version, False),
+        (Fill.state == "voided", status.in_((NEW_RECORD, REVISED_RECORD))),
+        else_=True,
+    )
     session.execute(
         update(Fill)
         .where(exists(rec))
@@ -160,13 +176,13 @@ def mark_uploaded(session: Session, submission_id: int) -> None:
             reported_status=status,
             reported_at=now,
             last_submission_id=submission_id,
-            needs_report=case((Fill.version == version, False), else_=Fill.needs_report),
+            needs_report=still_needed,
         )
         .execution_options(synchronize_session=False)
     )
     session.execute(
         update(Submission)
-        .where(and_(Submission.id == submission_id, Submission.state.in_(PENDING_STATES)))
+        .where(and_(Submission.id == submission_id, Submission.state.in_(IN_FLIGHT)))
         .values(state="uploaded", uploaded_at=now, last_error=None)
     )
 
@@ -220,6 +236,8 @@ class _Delivery:
         try:
             for sid in ids:
                 await self.deliver_with_retries(sid)
+        except _NetworkDown:
+            pass  # the rest stay pending for the next run; result.failed says why
         finally:
             await self.close()
         return self.result
@@ -246,8 +264,10 @@ class _Delivery:
             await self.close()
             self._note_error(sid, f"network fault: {type(fault).__name__}: {fault}")
             if attempt == self.sftp_cfg.retries:
-                self._fail(sid, f"gave up after {attempt} attempts: {type(fault).__name__}")
-                return
+                self._fail(
+                    sid, f"gave up after {attempt} attempts (network fault: {type(fault).__name__})"
+                )
+                raise _NetworkDown from fault
             self.result.retries += 1
             await self.sleep(delay)
             delay *= 2
@@ -266,7 +286,7 @@ class _Delivery:
         with self.sessions.begin() as s:
             sub = s.get_one(Submission, sid)
             name, state, local = sub.file_name, sub.state, sub.path
-            if state not in PENDING_STATES:
+            if state not in IN_FLIGHT:
                 return  # another run finished it
             if state == "written":
                 sub.state = "uploading"
