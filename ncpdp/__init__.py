@@ -6,13 +6,15 @@
     ncpdp.typed("DU", "0000125{")    # Decimal("12.50")
 """
 
-from .codec import build, parse
+from . import responses
+from .codec import build, parse, peek_header
 from .dictionary import FIELDS, REJECT_CODES, SEGMENTS, field_name, segment_name
 from .errors import BuildError, ParseError
 from .header import RequestHeader, ResponseHeader
 from .jsonio import from_json, to_json
 from .message import Request, Response, Segment, find, find_all
 from .typed import typed, wire
+from .validate import Problem, validate
 
 __all__ = [
     "FIELDS",
@@ -20,6 +22,7 @@ __all__ = [
     "SEGMENTS",
     "BuildError",
     "ParseError",
+    "Problem",
     "Request",
     "RequestHeader",
     "Response",
@@ -31,8 +34,11 @@ __all__ = [
     "find_all",
     "from_json",
     "parse",
+    "peek_header",
+    "responses",
     "segment_name",
     "to_json",
     "typed",
+    "validate",
     "wire",
 ]

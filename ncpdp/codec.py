@@ -37,6 +37,18 @@ def parse(data: bytes) -> Request | Response:
         raise ParseError(0, f"unreadable message ({type(exc).__name__})") from None
 
 
+def peek_header(data: bytes) -> RequestHeader | ResponseHeader | None:
+    """The header alone, even when the body is malformed (to address a reject), or None."""
+    try:
+        data = bytes(data)
+        kind = "response" if data[:2] == b"D0" else "request"
+        if len(data) < LENGTHS[kind]:
+            return None
+        return parse_header(kind, data)
+    except Exception:
+        return None
+
+
 def _parse(data: bytes) -> Request | Response:
     if not isinstance(data, bytes | bytearray | memoryview):
         raise ParseError(0, "input is not bytes")

@@ -145,7 +145,9 @@ def _load_rejects() -> dict[str, RejectCode]:
             p.strip().split("-", 1)[1] for p in r["field_possibly_in_error"].split(",") if "-" in p
         )
         note = r["ecl_limitation_note"].lower()
-        valid = not ("deleted" in note or "not used in telecom" in note)
+        # "Field deleted from Telecom Version D.0 and greater" and "Deleted <reason>";
+        # codes deleted only in later versions (VB.0) are still D.0 codes.
+        valid = not ("d.0" in note or (note.startswith("deleted") and "b.0" not in note))
         out[r["code"]] = RejectCode(r["code"], r["description"], fields, valid)
     return out
 

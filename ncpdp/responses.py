@@ -1,0 +1,277 @@
+"""Pure builders of the Response a payer sends back to a Request.
+
+Each response transaction answers the request transaction at the same index:
+a Response Status segment (21) with 112-AN, optional Response Claim (22, the
+Rx number echoed) and Response Pricing (23). The header status (501-F1) is A
+when the transmission was accepted (whatever each transaction's status) and R
+when the transmission itself is rejected.
+
+    responses.paid(req, [Pricing.patient_pays_all(gross)])   # P, one Pricing per txn
+    responses.captured(req)                                  # C
+    responses.approved(req)                                  # A (reversal, eligibility)
+    responses.duplicate(req, of="P", pricing=[...])          # D / Q / S
+    responses.rejected(req, [["07", "CA"], ["21"]])          # R per txn, header A
+    responses.transmission_rejected(req_or_header, ["01"])   # header R
+    responses.from_problems(req, ncpdp.validate(req))        # either of the two above
+    responses.respond(req, [Answer(...), ...])               # any mix
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from .header import RequestHeader, ResponseHeader
+from .message import Request, Response, Segment, find
+from .typed import wire
+from .validate import Problem
+
+PAID, CAPTURED, APPROVED, REJECTED = "P", "C", "A", "R"
+DUPLICATE_OF = {"P": "D", "C": "Q", "A": "S"}  # 112-AN duplicate statuses
+NOT_PROCESSED = "85"  # Claim Not Processed: rejected along with the others
+MAX_REJECT_CODES = 5  # 510-FA is at most 5 in D.0
+MESSAGE_LINE = 40  # 526-FQ Additional Message Information length
+MAX_MESSAGE_LINES = 9  # 132-UH qualifiers 01-09: free text lines
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """Response Pricing (23) amounts; None leaves a field out."""
+
+    patient_pay: Decimal  # 505-F5
+    ingredient_cost_paid: Decimal | None = Decimal(0)  # 506-F6
+    dispensing_fee_paid: Decimal | None = Decimal(0)  # 507-F7
+    total_amount_paid: Decimal | None = Decimal(0)  # 509-F9
+    basis_of_reimbursement: int | None = None  # 522-FM
+    copay: Decimal | None = None  # 518-FI
+
+    @classmethod
+    def patient_pays_all(cls, gross: Decimal) -> Pricing:
+        """Cash: the patient owes the whole gross amount; the plan pays 0, no fee."""
+        return cls(patient_pay=gross, copay=gross)
+
+    def segment(self) -> Segment:
+        values = (
+            ("F5", self.patient_pay),
+            ("F6", self.ingredient_cost_paid),
+            ("F7", self.dispensing_fee_paid),
+            ("FI", self.copay),
+            ("F9", self.total_amount_paid),
+            ("FM", self.basis_of_reimbursement),
+        )
+        return Segment("23", [(c, wire(c, v)) for c, v in values if v is not None])
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What to say about one transaction."""
+
+    status: str  # 112-AN: P D C Q A S R (B, F)
+    reject_codes: Sequence[str] = ()  # 511-FB, counted by 510-FA
+    authorization_number: str | None = None  # 503-F3
+    messages: Sequence[str] = ()  # additional message lines (130-UF, 132-UH, 526-FQ, 131-UG)
+    pricing: Pricing | None = None
+    extra: Sequence[Segment] = field(default=())  # further segments (24, 26, 28 ...)
+
+
+def respond(
+    request: Request,
+    answers: Sequence[Answer],
+    *,
+    message: str | None = None,
+    header_status: str = "A",
+) -> Response:
+    """The response: one answer per request transaction (E1 without groups: one)."""
+    n = _count(request)
+    if len(answers) != n:
+        raise ValueError(f"{n} transactions need {n} answers, got {len(answers)}")
+    txns = [
+        _transaction(a, request.transactions[i] if request.transactions else [], request)
+        for i, a in enumerate(answers)
+    ]
+    return Response(
+        _header(request.header, header_status, n),
+        [Segment("20", [("F4", message)])] if message else [],
+        txns,
+    )
+
+
+def paid(
+    request: Request,
+    pricing: Sequence[Pricing | None],
+    *,
+    authorization_number: str | None = None,
+    messages: Sequence[str] = (),
+    message: str | None = None,
+) -> Response:
+    """Every transaction paid (P), with its Pricing (23)."""
+    return respond(
+        request,
+        [Answer(PAID, (), authorization_number, messages, p) for p in pricing],
+        message=message,
+    )
+
+
+def captured(
+    request: Request,
+    *,
+    authorization_number: str | None = None,
+    messages: Sequence[str] = (),
+    message: str | None = None,
+) -> Response:
+    """Every transaction captured (C): recorded, no payment."""
+    return _all(request, CAPTURED, authorization_number, messages, message)
+
+
+def approved(
+    request: Request,
+    *,
+    authorization_number: str | None = None,
+    messages: Sequence[str] = (),
+    message: str | None = None,
+) -> Response:
+    """Every transaction approved (A): reversal accepted, eligibility confirmed."""
+    return _all(request, APPROVED, authorization_number, messages, message)
+
+
+def duplicate(
+    request: Request,
+    *,
+    of: str = PAID,
+    pricing: Sequence[Pricing | None] | None = None,
+    authorization_number: str | None = None,
+    messages: Sequence[str] = (),
+    message: str | None = None,
+) -> Response:
+    """Every transaction a duplicate of an earlier P (-> D), C (-> Q) or A (-> S)."""
+    status = DUPLICATE_OF[of]
+    n = _count(request)
+    prices = list(pricing) if pricing is not None else [None] * n
+    return respond(
+        request,
+        [Answer(status, (), authorization_number, messages, p) for p in prices],
+        message=message,
+    )
+
+
+def rejected(
+    request: Request,
+    codes_per_txn: Sequence[Sequence[str]],
+    *,
+    messages: Sequence[str] = (),
+    message: str | None = None,
+) -> Response:
+    """Each transaction rejected (R) with its reject codes; the transmission accepted."""
+    return respond(
+        request,
+        [Answer(REJECTED, codes, None, messages) for codes in codes_per_txn],
+        message=message,
+    )
+
+
+def transmission_rejected(
+    request: Request | RequestHeader,
+    codes: Sequence[str],
+    *,
+    messages: Sequence[str] = (),
+    message: str | None = None,
+) -> Response:
+    """Header status R: the transmission itself is rejected (one status group)."""
+    header = request.header if isinstance(request, Request) else request
+    txn = _transaction(Answer(REJECTED, codes, None, messages), [], None)
+    return Response(
+        _header(header, "R", 1),
+        [Segment("20", [("F4", message)])] if message else [],
+        [txn],
+    )
+
+
+def from_problems(
+    request: Request, problems: Sequence[Problem], *, message: str | None = None
+) -> Response:
+    """Reject response for validation problems: header problems reject the
+    transmission; otherwise every transaction is rejected with its codes
+    (see codes_by_transaction to answer the clean ones otherwise)."""
+    if any(p.field in _HEADER_FIELDS and p.transaction is None for p in problems):
+        return transmission_rejected(request, [p.reject_code for p in problems], message=message)
+    codes = [c or [NOT_PROCESSED] for c in codes_by_transaction(request, problems)]
+    return rejected(request, codes, message=message)
+
+
+def codes_by_transaction(request: Request, problems: Sequence[Problem]) -> list[list[str]]:
+    """Reject codes per request transaction; message-level problems count for each."""
+    codes: list[list[str]] = [[] for _ in range(_count(request))]
+    for p in problems:
+        targets = range(len(codes)) if p.transaction is None else [p.transaction]
+        for i in targets:
+            if p.reject_code not in codes[i]:
+                codes[i].append(p.reject_code)
+    return codes
+
+
+_HEADER_FIELDS = frozenset({"A1", "A2", "A3", "A9", "B1", "B2", "D1"})
+
+
+def _all(
+    request: Request, status: str, auth: str | None, messages: Sequence[str], message: str | None
+) -> Response:
+    n = _count(request)
+    return respond(request, [Answer(status, (), auth, messages)] * n, message=message)
+
+
+def _count(request: Request) -> int:
+    return len(request.transactions) or 1
+
+
+def _header(h: RequestHeader, status: str, count: int) -> ResponseHeader:
+    return ResponseHeader(
+        version="D0",
+        transaction_code=h.transaction_code,
+        transaction_count=count,
+        header_response_status=status,
+        service_provider_id_qualifier=h.service_provider_id_qualifier,
+        service_provider_id=h.service_provider_id,
+        date_of_service=h.date_of_service,
+    )
+
+
+def _transaction(a: Answer, req_txn: list[Segment], request: Request | None) -> list[Segment]:
+    segs = [_status(a)]
+    claim = find(req_txn, "07")
+    if claim is not None:
+        echo = [(c, v) for c in ("EM", "D2") if (v := claim.get(c)) is not None]
+        if echo:
+            segs.append(Segment("22", echo))
+    if a.pricing is not None:
+        segs.append(a.pricing.segment())
+    segs.extend(a.extra)
+    return segs
+
+
+def _status(a: Answer) -> Segment:
+    f: list[tuple[str, str]] = [("AN", a.status)]
+    if a.authorization_number:
+        f.append(("F3", a.authorization_number))
+    codes = list(dict.fromkeys(a.reject_codes))[:MAX_REJECT_CODES]
+    if codes:
+        f.append(("FA", wire("FA", len(codes))))
+        f.extend(("FB", c) for c in codes)
+    lines = _lines(a.messages)
+    if lines:
+        f.append(("UF", wire("UF", len(lines))))
+        for i, (text, more) in enumerate(lines, 1):
+            f.append(("UH", f"{i:02d}"))
+            f.append(("FQ", text))
+            if more:
+                f.append(("UG", "+"))
+    return Segment("21", f)
+
+
+def _lines(messages: Sequence[str]) -> list[tuple[str, bool]]:
+    """Message lines cut to 40 characters; continued lines flagged for 131-UG '+'."""
+    out: list[tuple[str, bool]] = []
+    for m in messages:
+        chunks = [m[i : i + MESSAGE_LINE] for i in range(0, len(m), MESSAGE_LINE)] or [""]
+        out.extend((c, k < len(chunks) - 1) for k, c in enumerate(chunks))
+    return out[:MAX_MESSAGE_LINES]
