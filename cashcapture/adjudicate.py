@@ -1,0 +1,307 @@
+"""Cash adjudication, pure: a request and what the store holds -> a response and actions.
+
+The caller (router.py) looks up, for each transaction's fill key, the fill the
+store holds (`Prior`), calls `adjudicate`, applies the `Action`s and sends the
+response only once they are committed. Rules, per transaction, each judged on
+its own:
+
+- B1: paid (P), patient pays the gross amount due (U&C when gross is absent),
+  plan pays 0, no fee; an authorization number; a message line saying whether
+  the fill was captured for the PMP. Controlled drugs must carry every PMP
+  field (capture.FIELD_MAP) or are rejected with that field's M/I code.
+  Same key and same content as the fill's last claim: duplicate (D), the
+  stored response again; same key, other content: 83.
+- B2: approved (A), the fill voided; nothing to match: 87.
+- B3: rebill: paid, the fill revised; nothing to match: 84.
+- E1: approved (A).
+- anything else: 1S.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import ncpdp
+from ncpdp import Request, Response, Segment, responses
+from ncpdp.dictionary import reject_description
+from ncpdp.responses import Answer, Pricing
+from ncpdp.validate import Problem as CodecProblem
+
+from . import capture
+
+PAID, DUPLICATE, APPROVED, DUPLICATE_APPROVED, REJECTED = "P", "D", "A", "S", "R"
+MSG_CAPTURED = "Cash claim captured for PMP"
+MSG_NOT_CONTROLLED = "Not a controlled substance: not captured"
+MSG_ELIGIBLE = "Cash capture: patient pays 100%"
+MSG_VOIDED = "Captured fill voided"
+MAX_REJECTS = 5  # reject codes per transaction; the first ones are the most useful
+ZERO = Decimal("0.00")
+
+# transaction code -> handler name; a new transaction type is a new row.
+HANDLERS: dict[str, str] = {"B1": "billing", "B3": "billing", "B2": "reversal", "E1": "eligibility"}
+
+
+@dataclass(frozen=True)
+class Prior:
+    """The fill the store holds for a transaction's key, and its last claim."""
+
+    state: str  # new | revised | voided
+    request: bytes | None  # the request of the claim that last changed the fill
+    response: bytes | None  # the response sent for it
+
+
+@dataclass(frozen=True)
+class Action:
+    """A change to the store: insert or revise a fill (with its values), or void it."""
+
+    kind: str  # insert | revise | void
+    transaction: int
+    values: dict = field(default_factory=dict)
+    ingredients: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One transaction's verdict: an Answer to build, or a stored answer to send again."""
+
+    status: str
+    rejects: tuple[str, ...] = ()
+    action: Action | None = None
+    captured: bool = False
+    answer: Answer | None = None
+    stored: list[Segment] | None = None  # duplicates: the earlier response transaction
+
+
+@dataclass(frozen=True)
+class Decision:
+    response: Response
+    outcomes: list[Outcome]
+    rejected_message: bool = False
+
+    @property
+    def status(self) -> str:
+        """Status of the first transaction (R when the transmission was rejected)."""
+        if self.rejected_message or not self.outcomes:
+            return REJECTED
+        return self.outcomes[0].status
+
+    @property
+    def reject_codes(self) -> list[str]:
+        return [c for o in self.outcomes for c in o.rejects]
+
+    @property
+    def actions(self) -> list[Action]:
+        return [o.action for o in self.outcomes if o.action is not None]
+
+
+# --- small pure helpers --------------------------------------------------------
+
+
+def tx_segments(request: Request, i: int) -> list[Segment]:
+    """A transaction's own segments followed by the message-level ones."""
+    return [*request.transactions[i], *request.segments]
+
+
+def fill_key(request: Request, i: int) -> tuple[str, int, dt.date] | None:
+    """(Rx number, fill number, date of service) of transaction ``i``, or None if unreadable."""
+    claim = ncpdp.find(request.transactions[i], "07")
+    if claim is None:
+        return None
+    ctx = capture.Context(None, {})
+    try:
+        rx = capture.RULES["rx_number"]((claim.get("D2") or "").strip(), ctx)
+        fill = capture.RULES["fill_number"]((claim.get("D3") or "0").strip() or "0", ctx)
+        dos = capture.RULES["date_of_service"](request.header.date_of_service.strip(), ctx)
+    except capture.Invalid:
+        return None
+    return rx, fill, dos  # type: ignore[return-value]
+
+
+def _content(request: Request, i: int) -> tuple:
+    h = request.header
+    return (
+        h.bin,
+        h.pcn.strip(),
+        h.transaction_code,
+        h.service_provider_id.strip(),
+        h.date_of_service,
+        [(s.id, s.wire()) for s in request.segments],
+        [(s.id, s.wire()) for s in request.transactions[i]],
+    )
+
+
+def _match_prior(
+    request: Request, i: int, prior: Prior
+) -> tuple[bool, list[Segment] | None]:
+    """(same content?, the prior response's segments for that transaction)."""
+    if prior.request is None or prior.response is None:
+        return False, None
+    try:
+        old_req = ncpdp.parse(prior.request)
+        old_resp = ncpdp.parse(prior.response)
+    except ncpdp.ParseError:
+        return False, None
+    key = fill_key(request, i)
+    for j in range(len(old_req.transactions)):
+        if fill_key(old_req, j) == key:
+            same = _content(old_req, j) == _content(request, i)
+            segs = old_resp.transactions[j] if j < len(old_resp.transactions) else None
+            return same, segs
+    return False, None
+
+
+def _with_status(segments: list[Segment], status: str) -> list[Segment]:
+    """The stored response transaction again, its 112-AN status changed (P -> D)."""
+    out = []
+    for s in segments:
+        if s.id == "21":
+            s = Segment("21", [(c, status if c == "AN" else v) for c, v in s.fields])
+        out.append(s)
+    return out
+
+
+def _money(segments: list[Segment], code: str) -> Decimal | None:
+    pricing = ncpdp.find(segments, "11")
+    raw = pricing.get(code) if pricing is not None else None
+    if not raw:
+        return None
+    try:
+        return ncpdp.typed(code, raw)  # type: ignore[return-value]
+    except ValueError:
+        return None
+
+
+def rejected(codes: Sequence[str], messages: Sequence[str] = ()) -> Outcome:
+    codes = tuple(dict.fromkeys(codes))[: responses.MAX_REJECT_CODES]
+    if not messages:
+        messages = [reject_description(c) for c in codes if reject_description(c)]
+    return Outcome(REJECTED, codes, answer=Answer(REJECTED, codes, messages=messages))
+
+
+# --- the rules -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What one transaction is judged on."""
+
+    request: Request
+    index: int
+    prior: Prior | None
+    reportable: Callable[[str], bool]
+    pharmacy_known: bool
+    auth_number: str
+
+
+def _controlled(inp: Inputs) -> bool:
+    segs = tx_segments(inp.request, inp.index)
+    return any(inp.reportable(ndc) for ndc in capture.product_ndcs(segs))
+
+
+def _billing(inp: Inputs) -> Outcome:
+    req, i = inp.request, inp.index
+    segs = tx_segments(req, i)
+    code = req.header.transaction_code
+    gross = _money(segs, "DU")
+    if gross is None:
+        gross = _money(segs, "DQ")
+    if gross is None or gross < 0:
+        return rejected(["DU"], ["Gross Amount Due or U&C Charge needed"])
+    controlled = _controlled(inp)
+    action: Action | None = None
+    if controlled:
+        if not inp.pharmacy_known:
+            return rejected(["50"], ["Pharmacy not registered for PMP capture"])
+        extracted = capture.extract_fill(req.header.date_of_service, segs, required=True)
+        if extracted.problems:
+            probs = extracted.problems[: responses.MAX_REJECT_CODES]
+            return rejected([p.reject for p in probs], [p.message for p in probs])
+        prior = inp.prior
+        if prior is not None and prior.state != "voided":
+            same, old = _match_prior(req, i, prior)
+            if same and old is not None:
+                return Outcome(DUPLICATE, stored=_with_status(old, DUPLICATE))
+            if code == "B1":
+                return rejected(["83"])
+        elif code == "B3":  # a rebill needs a live fill to revise
+            return rejected(["84"])
+        values = dict(extracted.values, payment_type="01", route="cash")
+        kind = "insert" if prior is None else "revise"
+        action = Action(kind, i, values, extracted.ingredients)
+    answer = Answer(
+        PAID,
+        authorization_number=inp.auth_number or None,
+        messages=[MSG_CAPTURED if controlled else MSG_NOT_CONTROLLED],
+        pricing=Pricing.patient_pays_all(gross),
+    )
+    return Outcome(PAID, action=action, captured=controlled, answer=answer)
+
+
+def _reversal(inp: Inputs) -> Outcome:
+    req, i, prior = inp.request, inp.index, inp.prior
+    if prior is None:
+        if not _controlled(inp) and capture.product_ndcs(tx_segments(req, i)):
+            # a non-controlled cash claim was never captured: nothing to void
+            return Outcome(APPROVED, answer=Answer(APPROVED, messages=[MSG_NOT_CONTROLLED]))
+        return rejected(["87"])
+    if prior.state == "voided":
+        same, old = _match_prior(req, i, prior)
+        if same and old is not None:
+            return Outcome(DUPLICATE_APPROVED, stored=_with_status(old, DUPLICATE_APPROVED))
+        return rejected(["87"])
+    answer = Answer(APPROVED, messages=[MSG_VOIDED])
+    return Outcome(APPROVED, action=Action("void", i), captured=True, answer=answer)
+
+
+def _eligibility(inp: Inputs) -> Outcome:
+    return Outcome(APPROVED, answer=Answer(APPROVED, messages=[MSG_ELIGIBLE]))
+
+
+_RULES: dict[str, Callable[[Inputs], Outcome]] = {
+    "billing": _billing,
+    "reversal": _reversal,
+    "eligibility": _eligibility,
+}
+
+
+def adjudicate(
+    request: Request,
+    *,
+    priors: Sequence[Prior | None],
+    reportable: Callable[[str], bool],
+    pharmacy_known: bool,
+    auth_numbers: Sequence[str],
+    problems: Sequence[CodecProblem] = (),
+) -> Decision:
+    """Judge every transaction of a cash request on its own.
+
+    ``priors[i]`` is the fill held for transaction i's key (None: none);
+    ``problems`` are `ncpdp.validate`'s findings. A message-level problem
+    rejects the whole transmission; a transaction's own problems reject it alone.
+    """
+    if any(p.transaction is None for p in problems):
+        return Decision(responses.from_problems(request, problems), [], rejected_message=True)
+    code = request.header.transaction_code
+    rule = _RULES.get(HANDLERS.get(code, ""))
+    outcomes: list[Outcome] = []
+    for i in range(len(request.transactions) or 1):
+        mine = [p.reject_code for p in problems if p.transaction == i]
+        if mine:
+            outcomes.append(rejected(mine))
+        elif rule is None:
+            outcomes.append(rejected(["1S"]))
+        elif not request.transactions and code != "E1":
+            outcomes.append(rejected(["1Y"]))
+        else:
+            prior = priors[i] if i < len(priors) else None
+            auth = auth_numbers[i] if i < len(auth_numbers) else ""
+            outcomes.append(rule(Inputs(request, i, prior, reportable, pharmacy_known, auth)))
+    answers = [o.answer or Answer(o.status) for o in outcomes]
+    response = responses.respond(request, answers)
+    for i, o in enumerate(outcomes):
+        if o.stored is not None:
+            response.transactions[i] = o.stored
+    return Decision(response, outcomes)
