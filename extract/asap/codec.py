@@ -147,6 +147,7 @@ def structure(sp: Split, trailer: Trailer | None = None) -> Iterator[RawRecord]:
             if rec is not None:
                 yield rec
             number += 1
+            tr.records = number
             rec = RawRecord(number, pha, pat, s.split(sep), None, [], None, pos)
             pat_has_dsp = True
         elif sid in _CHILD:
