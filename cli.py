@@ -37,6 +37,224 @@ def cli() -> None:
 
 # --- daily extract, submit, status, recap (issue 7) -------------------------
 
+_DATE = click.DateTime(formats=["%Y-%m-%d"])
+_db_option = click.option(
+    "--db",
+    "db",
+    default=None,
+    help="Database URL (default: $CASHCAPTURE_DB or sqlite:///cashcapture.db).",
+)
+_config_option = click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="TOML config ([extract] and [sftp] sections).",
+)
+
+
+class _Busy(click.ClickException):
+    """Another extract/submit run holds the lock: nothing done, try later."""
+
+    exit_code = 75
+
+
+def _extract_env(db: str | None, config: str | None):
+    """(engine, sessions, settings) for the extract commands; config errors -> UserError."""
+    from cashcapture.store import make_engine, resolve_url, session_factory
+    from extract.settings import SettingsError, load
+
+    try:
+        settings = load(config)
+        settings.extract.zone()
+    except SettingsError as exc:
+        raise UserError(str(exc)) from None
+    engine = make_engine(resolve_url(db))
+    return engine, session_factory(engine), settings
+
+
+class _Locked:
+    """The run lock for the block, then the engine disposed; busy -> exit 75."""
+
+    def __init__(self, engine, settings) -> None:
+        from extract.runlock import run_lock
+
+        self.engine = engine
+        self.lock = run_lock(engine, settings.extract.lock_file or None)
+
+    def __enter__(self) -> None:
+        from extract.runlock import AlreadyRunning
+
+        try:
+            self.lock.__enter__()
+        except AlreadyRunning as exc:
+            self.engine.dispose()
+            raise _Busy(str(exc)) from None
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.lock.__exit__(*exc)
+        finally:
+            self.engine.dispose()
+
+
+def _run_extract(sessions, settings, date) -> int:
+    from extract.daily import extract as run_extract
+    from extract.reports import progress
+    from extract.settings import SettingsError
+
+    with progress("extract") as update:
+        try:
+            result = run_extract(sessions, settings, date.date() if date else None, progress=update)
+        except SettingsError as exc:
+            raise UserError(str(exc)) from None
+    for f in result.files:
+        kind = "zero report" if f.zero_report else f"records={f.records} held_back={f.held_back}"
+        click.echo(f"{f.status:<11} {f.name} pharmacies={f.pharmacies} {kind}")
+        for err in f.errors[:5]:
+            click.echo(f"    {err}")
+    for problem in result.problems:
+        click.echo(f"not extracted: {problem}", err=True)
+    click.echo(
+        f"extract {result.day}: {len(result.files)} files, {result.records} records, "
+        f"{result.rejected} held back (see `cashcapture rejects`), {result.dropped} reversed "
+        f"before reporting, {len(result.failed)} failed"
+    )
+    return 1 if result.failed or result.problems or result.rejected else 0
+
+
+def _run_submit(sessions, settings) -> int:
+    from extract.reports import progress
+    from extract.settings import SettingsError
+    from extract.submit import Refused, pending_ids, submit
+
+    with sessions() as s:
+        total = len(pending_ids(s))
+    with progress("submit") as update:
+        done = [0]
+
+        def step(_name: str) -> None:
+            done[0] += 1
+            update(done[0], total)
+
+        try:
+            result = submit(sessions, settings, progress=step)
+        except (SettingsError, Refused) as exc:
+            raise UserError(str(exc)) from None
+    for name in result.uploaded:
+        click.echo(f"uploaded    {name}")
+    for name in result.recovered:
+        click.echo(f"uploaded    {name} (found on the server after an interrupted run)")
+    for name, why in result.failed.items():
+        click.echo(f"not sent    {name}: {why}", err=True)
+    click.echo(
+        f"submit: {len(result.uploaded) + len(result.recovered)} delivered, "
+        f"{len(result.failed)} not sent, {result.retries} retries"
+    )
+    return 0 if result.ok else 1
+
+
+@cli.command("extract")
+@click.option(
+    "--date",
+    "date",
+    type=_DATE,
+    default=None,
+    help="Day to extract, YYYY-MM-DD (default: yesterday in the configured time zone).",
+)
+@_db_option
+@_config_option
+def extract_cmd(date, db, config) -> int:
+    """Write the day's ASAP files (one per pharmacy or chain submitter), validated."""
+    engine, sessions, settings = _extract_env(db, config)
+    with _Locked(engine, settings):
+        return _run_extract(sessions, settings, date)
+
+
+@cli.command("submit")
+@_db_option
+@_config_option
+def submit_cmd(db, config) -> int:
+    """Deliver written files by SFTP, exactly once; safe to re-run after any crash."""
+    engine, sessions, settings = _extract_env(db, config)
+    with _Locked(engine, settings):
+        return _run_submit(sessions, settings)
+
+
+@cli.command("run-daily")
+@click.option(
+    "--date", "date", type=_DATE, default=None, help="Day to extract (default: yesterday)."
+)
+@_db_option
+@_config_option
+def run_daily_cmd(date, db, config) -> int:
+    """Extract then submit, under one lock: what cron or a systemd timer runs."""
+    engine, sessions, settings = _extract_env(db, config)
+    with _Locked(engine, settings):
+        extracted = _run_extract(sessions, settings, date)
+        submitted = _run_submit(sessions, settings)
+        return max(extracted, submitted)
+
+
+@cli.command("status")
+@click.option("--from", "first", type=_DATE, default=None, help="First day (default: 7 days ago).")
+@click.option("--to", "last", type=_DATE, default=None, help="Last day (default: today).")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV instead of a table.")
+@_db_option
+@_config_option
+def status_cmd(first, last, as_csv, db, config) -> None:
+    """Submission status: dates, file, fill-date range, records, valid records, status."""
+    import datetime as dt
+
+    from extract import reports
+
+    engine, sessions, settings = _extract_env(db, config)
+    zone = settings.extract.zone()
+    last_day = last.date() if last else dt.datetime.now(zone).date()
+    first_day = first.date() if first else last_day - dt.timedelta(days=7)
+    if first_day > last_day:
+        raise UserError("--from is after --to")
+    with sessions() as s:
+        report = reports.status(s, first_day, last_day, zone)
+    engine.dispose()
+    click.echo(reports.to_csv(report), nl=False) if as_csv else reports.render(report)
+
+
+@cli.command("recap")
+@click.option("--month", required=True, help="YYYY-MM")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV instead of a table.")
+@_db_option
+@_config_option
+def recap_cmd(month, as_csv, db, config) -> None:
+    """Monthly submission recap per pharmacy, with the KASPER report's columns."""
+    from extract import reports
+
+    try:
+        reports.month_bounds(month)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    engine, sessions, settings = _extract_env(db, config)
+    with sessions() as s:
+        report = reports.recap(s, month, settings.extract.zone())
+    engine.dispose()
+    click.echo(reports.to_csv(report), nl=False) if as_csv else reports.render(report)
+
+
+@cli.command("rejects")
+@click.option("--all", "include_resolved", is_flag=True, help="Include resolved rejects.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV instead of a table.")
+@_db_option
+@_config_option
+def rejects_cmd(include_resolved, as_csv, db, config) -> None:
+    """Records held back by the validator, waiting for a corrected claim."""
+    from extract import reports
+
+    engine, sessions, settings = _extract_env(db, config)
+    with sessions() as s:
+        report = reports.rejects(s, settings.extract.zone(), include_resolved)
+    engine.dispose()
+    click.echo(reports.to_csv(report), nl=False) if as_csv else reports.render(report)
+
 
 # --- demo, certify (issue 8) ------------------------------------------------
 
