@@ -35,6 +35,87 @@ def cli() -> None:
 # --- ASAP: validate, asap show (issue 6) ------------------------------------
 
 
+def _drug_list(state: str):
+    """The store's drug list for the state, when that part is installed."""
+    try:
+        from cashcapture import drugs
+    except ImportError:
+        return None
+    try:
+        return drugs.load(state=state)
+    except (FileNotFoundError, KeyError, ValueError):
+        return None
+
+
+@cli.command("validate")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--state", default="KY", show_default=True, help="State rules table.")
+@click.option("--json", "as_json", is_flag=True, help="JSON report instead of text.")
+@click.option(
+    "--po-box",
+    type=click.Choice(["warning", "reject", "off"]),
+    default=None,
+    help="PO Box in PAT12: the state's table default (KY: warning).",
+)
+@click.option("--no-drug-list", is_flag=True, help="Do not check NDCs against the drug list.")
+@click.option("--today", type=click.DateTime(formats=["%Y-%m-%d"]), help="Clock for date rules.")
+def validate_cmd(files, state, as_json, po_box, no_drug_list, today) -> int:
+    """Validate ASAP files with the state's rules: exit 0 accepted, 1 rejects, 2 failed."""
+    import dataclasses
+    import datetime as dt
+    import json
+
+    from extract.rules import for_state
+    from extract.validate import Validator
+
+    try:
+        rules = for_state(state)
+    except KeyError as exc:
+        raise UserError(str(exc.args[0])) from None
+    if po_box:
+        rules = dataclasses.replace(rules, po_box=po_box)
+    drug_list = None if no_drug_list else _drug_list(state.upper())
+    day = today.date() if today else dt.date.today()
+    worst = 0
+    out = []
+    for name in files:
+        try:
+            with open(name, "rb") as fh:
+                data = fh.read()
+        except OSError as exc:
+            raise UserError(f"{name}: {exc.strerror or exc}") from None
+        report = Validator(rules, drug_list, today=day).validate(data)
+        worst = max(worst, report.exit_code)
+        if as_json:
+            out.append({"file": name, **report.to_dict()})
+        else:
+            click.echo(report.to_text(name))
+    if as_json:
+        click.echo(json.dumps(out if len(out) > 1 else out[0], indent=2))
+    return worst
+
+
+@cli.group("asap")
+def asap_group() -> None:
+    """ASAP file tools."""
+
+
+@asap_group.command("show")
+@click.argument("file", type=click.Path(dir_okay=False))
+def asap_show(file) -> None:
+    """Print a readable view of an ASAP file, every element named."""
+    from extract.asap.codec import AsapError
+    from extract.asap.show import describe
+
+    try:
+        with open(file, "rb") as fh:
+            click.echo(describe(fh.read()))
+    except OSError as exc:
+        raise UserError(f"{file}: {exc.strerror or exc}") from None
+    except AsapError as exc:
+        raise UserError(f"{file}: {exc}") from None
+
+
 # --- daily extract, submit, status, recap (issue 7) -------------------------
 
 _DATE = click.DateTime(formats=["%Y-%m-%d"])
