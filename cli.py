@@ -26,6 +26,55 @@ def cli() -> None:
 # --- ncpdp codec (issue 3) --------------------------------------------------
 
 
+def _read_input(source: str) -> bytes:
+    """Bytes of FILE, or of stdin for "-"."""
+    if source == "-":
+        return sys.stdin.buffer.read()
+    try:
+        with open(source, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise UserError(f"cannot read {source}: {exc.strerror}") from None
+
+
+@cli.command()
+@click.argument("source", metavar="FILE|-")
+@click.option("--names", is_flag=True, help="Readable table with field names instead of JSON.")
+def decode(source: str, names: bool) -> None:
+    """Decode one NCPDP D.0 message (raw bytes, no framing) to JSON."""
+    import ncpdp
+    from ncpdp.render import names_table
+
+    try:
+        msg = ncpdp.parse(_read_input(source))
+    except ncpdp.ParseError as exc:
+        raise UserError(f"{source}: not a D.0 message: {exc}") from None
+    if names:
+        click.echo(names_table(msg))
+    else:
+        click.echo(ncpdp.jsonio.dumps(msg))
+
+
+@cli.command()
+@click.argument("source", metavar="FILE|-")
+def encode(source: str) -> None:
+    """Build the D.0 bytes of a message from the JSON `decode` prints; bytes to stdout."""
+    import json
+
+    import ncpdp
+
+    try:
+        data = ncpdp.build(ncpdp.from_json(json.loads(_read_input(source))))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{source}: not JSON: {exc}") from None
+    except ncpdp.BuildError as exc:
+        raise UserError(f"{source}: cannot encode: {exc}") from None
+    out = click.get_binary_stream("stdout")
+    out.write(data)
+    out.flush()
+
+
+
 # --- store, drugs, pharmacies (issue 4) -------------------------------------
 
 

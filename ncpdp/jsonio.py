@@ -9,6 +9,7 @@ Header values are raw wire strings (padding kept) except transaction_count (int)
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, fields
 from typing import Any
 
@@ -80,3 +81,21 @@ def _from_seg(s: Any, where: str) -> Segment:
     ):
         raise BuildError(f'{where}: "fields" must be a list of [code, value] string pairs')
     return Segment(s["id"], [(c, v) for c, v in fl])
+
+
+def dumps(msg: Request | Response) -> str:
+    """to_json as text, one line per segment (what `cashcapture decode` prints)."""
+    d = to_json(msg)
+
+    def seg(s: dict[str, Any]) -> str:
+        return json.dumps(s)
+
+    lines = ["{", f'  "kind": {json.dumps(d["kind"])},', f'  "header": {json.dumps(d["header"])},']
+    segs = ",\n".join(f"    {seg(s)}" for s in d["segments"])
+    lines.append('  "segments": [' + (f"\n{segs}\n  " if segs else "") + "],")
+    txns = ",\n".join(
+        "    [\n" + ",\n".join(f"      {seg(s)}" for s in t) + "\n    ]" for t in d["transactions"]
+    )
+    lines.append('  "transactions": [' + (f"\n{txns}\n  " if txns else "") + "]")
+    lines.append("}")
+    return "\n".join(lines)
