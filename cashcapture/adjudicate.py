@@ -133,9 +133,7 @@ def _content(request: Request, i: int) -> tuple:
     )
 
 
-def _match_prior(
-    request: Request, i: int, prior: Prior
-) -> tuple[bool, list[Segment] | None]:
+def _match_prior(request: Request, i: int, prior: Prior) -> tuple[bool, list[Segment] | None]:
     """(same content?, the prior response's segments for that transaction)."""
     if prior.request is None or prior.response is None:
         return False, None
@@ -181,6 +179,20 @@ def rejected(codes: Sequence[str], messages: Sequence[str] = ()) -> Outcome:
     return Outcome(REJECTED, codes, answer=Answer(REJECTED, codes, messages=messages))
 
 
+# Cash pays on the gross amount due, or the U&C charge when gross is absent: a
+# missing one of the pair is no reason to reject when the other is there.
+_EITHER = {"DU": "DQ", "DQ": "DU"}
+
+
+def _waived(request: Request, problem: CodecProblem) -> bool:
+    other = _EITHER.get(problem.field or "")
+    if other is None or problem.transaction is None:
+        return False
+    if problem.transaction >= len(request.transactions):
+        return False
+    return _money(tx_segments(request, problem.transaction), other) is not None
+
+
 # --- the rules -----------------------------------------------------------------
 
 
@@ -191,14 +203,22 @@ class Inputs:
     request: Request
     index: int
     prior: Prior | None
-    reportable: Callable[[str], bool]
+    schedule_of: Callable[[str], str | None]
     pharmacy_known: bool
     auth_number: str
 
 
-def _controlled(inp: Inputs) -> bool:
-    segs = tx_segments(inp.request, inp.index)
-    return any(inp.reportable(ndc) for ndc in capture.product_ndcs(segs))
+def schedule(segments: list[Segment], schedule_of: Callable[[str], str | None]) -> str | None:
+    """The schedule of the most controlled drug dispensed (CII first), None if none is."""
+    found = [s for ndc in capture.product_ndcs(segments) if (s := schedule_of(ndc))]
+    return min(found, key=_SCHEDULE_RANK.get) if found else None
+
+
+_SCHEDULE_RANK = {"CII": 2, "CIII": 3, "CIV": 4, "CV": 5}
+
+
+def _controlled(inp: Inputs) -> str | None:
+    return schedule(tx_segments(inp.request, inp.index), inp.schedule_of)
 
 
 def _billing(inp: Inputs) -> Outcome:
@@ -228,7 +248,7 @@ def _billing(inp: Inputs) -> Outcome:
                 return rejected(["83"])
         elif code == "B3":  # a rebill needs a live fill to revise
             return rejected(["84"])
-        values = dict(extracted.values, payment_type="01", route="cash")
+        values = dict(extracted.values, payment_type="01", route="cash", schedule=controlled)
         kind = "insert" if prior is None else "revise"
         action = Action(kind, i, values, extracted.ingredients)
     answer = Answer(
@@ -237,7 +257,7 @@ def _billing(inp: Inputs) -> Outcome:
         messages=[MSG_CAPTURED if controlled else MSG_NOT_CONTROLLED],
         pricing=Pricing.patient_pays_all(gross),
     )
-    return Outcome(PAID, action=action, captured=controlled, answer=answer)
+    return Outcome(PAID, action=action, captured=bool(controlled), answer=answer)
 
 
 def _reversal(inp: Inputs) -> Outcome:
@@ -271,7 +291,7 @@ def adjudicate(
     request: Request,
     *,
     priors: Sequence[Prior | None],
-    reportable: Callable[[str], bool],
+    schedule_of: Callable[[str], str | None],
     pharmacy_known: bool,
     auth_numbers: Sequence[str],
     problems: Sequence[CodecProblem] = (),
@@ -279,9 +299,11 @@ def adjudicate(
     """Judge every transaction of a cash request on its own.
 
     ``priors[i]`` is the fill held for transaction i's key (None: none);
+    ``schedule_of(ndc)`` the drug list's schedule of an NDC (None: not reportable);
     ``problems`` are `ncpdp.validate`'s findings. A message-level problem
     rejects the whole transmission; a transaction's own problems reject it alone.
     """
+    problems = [p for p in problems if not _waived(request, p)]
     if any(p.transaction is None for p in problems):
         return Decision(responses.from_problems(request, problems), [], rejected_message=True)
     code = request.header.transaction_code
@@ -298,7 +320,7 @@ def adjudicate(
         else:
             prior = priors[i] if i < len(priors) else None
             auth = auth_numbers[i] if i < len(auth_numbers) else ""
-            outcomes.append(rule(Inputs(request, i, prior, reportable, pharmacy_known, auth)))
+            outcomes.append(rule(Inputs(request, i, prior, schedule_of, pharmacy_known, auth)))
     answers = [o.answer or Answer(o.status) for o in outcomes]
     response = responses.respond(request, answers)
     for i, o in enumerate(outcomes):

@@ -21,6 +21,8 @@ from decimal import Decimal
 from ncpdp import typed
 from ncpdp.dictionary import field_name
 
+from . import drugs
+
 HEADER = "HDR"  # pseudo segment id: the value comes from the request header
 
 
@@ -223,19 +225,11 @@ def _product_qualifier(raw: str, ctx: Context) -> str:
 
 
 def normalize_ndc(raw: str) -> str:
-    """11-digit NDC from what a claim carries (11 digits, or 4-4-2/5-3-2/5-4-1 with dashes)."""
-    raw = raw.strip()
-    if "-" in raw:
-        parts = raw.split("-")
-        widths = (5, 4, 2)
-        if len(parts) != 3 or not all(
-            p.isdigit() and 0 < len(p) <= w for p, w in zip(parts, widths, strict=True)
-        ):
-            raise Invalid("not an NDC")
-        return "".join(p.zfill(w) for p, w in zip(parts, widths, strict=True))
-    if not (raw.isdigit() and len(raw) == 11):
-        raise Invalid("must be an 11-digit NDC")
-    return raw
+    """11-digit NDC (the drug list's reading), or Invalid."""
+    try:
+        return drugs.normalize_ndc(raw)
+    except ValueError:
+        raise Invalid("must be an 11-digit NDC") from None
 
 
 def _ndc(raw: str, ctx: Context) -> str:
@@ -380,9 +374,7 @@ def ingredients(segments) -> tuple[list[dict[str, object]], list[Problem]]:
     return rows, problems
 
 
-def extract_fill(
-    header_date_of_service: str, segments, *, required: bool = True
-) -> Extracted:
+def extract_fill(header_date_of_service: str, segments, *, required: bool = True) -> Extracted:
     """Run FIELD_MAP over one transaction's segments (message-level ones included).
 
     With ``required`` (a cash claim of a controlled drug) missing or invalid

@@ -65,6 +65,7 @@ class Config:
     payers: tuple[PayerRoute, ...] = ()
     db: str = DEFAULT_DB
     state: str = "KY"
+    drug_list: str | None = None
     metrics_port: int = 0
     workers: int = 1
     shutdown_grace: float = 10.0
@@ -79,6 +80,8 @@ SETTINGS: dict[str, str] = {
     "[adapter] max_message_size": "largest NCPDP message accepted, bytes (8192)",
     "[adapter] db": f"SQLAlchemy URL of the store ({DEFAULT_DB}); CASHCAPTURE_DB and --db override",
     "[adapter] state": "state whose drug list and PMP rules apply (KY)",
+    "[adapter] drug_list": "CSV of reportable NDCs (ndc11,schedule,state,product) "
+    "instead of the shipped list (unset)",
     "[adapter] metrics_port": "Prometheus endpoint port on 127.0.0.1, 0 = off (0)",
     "[adapter] workers": "processes sharing the listeners with SO_REUSEPORT (1)",
     "[adapter] shutdown_grace": "seconds to finish in-flight claims after SIGTERM (10)",
@@ -99,6 +102,7 @@ _ADAPTER_KEYS = {
     "max_message_size": int,
     "db": str,
     "state": str,
+    "drug_list": str,
     "metrics_port": int,
     "workers": int,
     "shutdown_grace": float,
