@@ -77,8 +77,390 @@ def encode(source: str) -> None:
 
 # --- store, drugs, pharmacies (issue 4) -------------------------------------
 
+db_option = click.option(
+    "--db",
+    "db",
+    default=None,
+    metavar="URL",
+    help="Database URL (default: $CASHCAPTURE_DB, else sqlite:///cashcapture.db).",
+)
+"""`--db URL` for any command; pass the value to `cashcapture.store.resolve_url`."""
+
+
+def _safe_url(db: str | None) -> str:
+    from sqlalchemy.engine import make_url
+
+    from cashcapture.store import resolve_url
+
+    return make_url(resolve_url(db)).render_as_string(hide_password=True)
+
+
+@cli.group("db")
+def db_group() -> None:
+    """The capture store."""
+
+
+@db_group.command("upgrade")
+@db_option
+def db_upgrade(db: str | None) -> None:
+    """Create or migrate the database to the latest schema (safe to re-run)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from cashcapture.store import upgrade
+
+    try:
+        upgrade(db)
+    except (SQLAlchemyError, OSError) as exc:
+        raise UserError(f"cannot upgrade {_safe_url(db)}: {type(exc).__name__}") from None
+    click.echo(f"database {_safe_url(db)} is at the latest schema")
+
+
+@cli.group("drugs")
+def drugs_group() -> None:
+    """The controlled-substance drug list."""
+
+
+@drugs_group.command("import")
+@click.argument("product", type=click.Path(exists=True, dir_okay=False))
+@click.argument("package", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Where to write the list (default: the shipped list of this installation).",
+)
+def drugs_import(product: str, package: str, out: str | None) -> None:
+    """Rebuild the list from the FDA NDC Directory's product.txt and package.txt."""
+    from pathlib import Path
+
+    from cashcapture import drugs
+
+    try:
+        built = drugs.build(Path(product), Path(package))
+    except (ValueError, OSError) as exc:
+        raise UserError(str(exc)) from None
+    path = Path(out) if out else drugs.shipped_list_path()
+    count = drugs.write_list(built, path)
+    states = sorted({d.state for d in built if d.state})
+    click.echo(f"{count} NDCs written to {path} (state additions: {', '.join(states) or 'none'})")
+
+
+@drugs_group.command("show")
+@click.argument("ndc")
+@click.option("--state", default="KY", show_default=True, help="State whose additions apply.")
+def drugs_show(ndc: str, state: str) -> int:
+    """Print schedule and product of an NDC (10/11 digits, dashes optional); exit 1 if unlisted."""
+    from cashcapture import drugs
+
+    try:
+        candidates = drugs.ndc_candidates(ndc)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    drug = drugs.load(state.upper()).lookup(ndc)
+    if drug is None:
+        click.echo(f"{' or '.join(candidates)}: not a reportable controlled substance in {state}")
+        return 1
+    where = f"{drug.state} addition" if drug.state else "federal"
+    click.echo(f"{drug.ndc11}  schedule {drug.schedule} ({where})  {drug.product}")
+    return 0
+
+
+def _registry(db: str | None):
+    """A session on the registry; a database not yet created is a one-line error."""
+    from sqlalchemy import inspect
+
+    from cashcapture.store import make_engine, session_factory
+
+    engine = make_engine(db)
+    try:
+        ready = inspect(engine).has_table("pharmacies")
+    except Exception as exc:  # unreachable server, bad URL: one line, no traceback
+        engine.dispose()
+        raise UserError(f"cannot open {_safe_url(db)}: {type(exc).__name__}") from None
+    if not ready:
+        engine.dispose()
+        raise UserError(f"{_safe_url(db)} has no tables: run `cashcapture db upgrade` first")
+    return engine, session_factory(engine)
+
+
+def _pharmacy_options(func):
+    from cashcapture.pharmacies import COLUMNS
+
+    for column in reversed(COLUMNS):
+        flag = "--" + column.name.replace("_", "-")
+        func = click.option(flag, column.name, required=column.required, help=column.what)(func)
+    return func
+
+
+@cli.group("pharmacy")
+def pharmacy_group() -> None:
+    """The pharmacy registry (DEA required: the state's pharmacy ID)."""
+
+
+@pharmacy_group.command("add")
+@_pharmacy_options
+@db_option
+def pharmacy_add(db: str | None, **values: str | None) -> None:
+    """Register one pharmacy; DEA and NPI check digits are verified."""
+    from cashcapture.pharmacies import RegistryError, add_pharmacies, clean_row
+
+    try:
+        fields = clean_row({k: v for k, v in values.items() if v is not None})
+    except RegistryError as exc:
+        flag = (exc.column or "").replace("_", "-")
+        raise UserError(f"--{flag}: {exc.detail}" if exc.column else str(exc)) from None
+    engine, sessions = _registry(db)
+    try:
+        with sessions() as session:
+            (pharmacy,) = add_pharmacies(session, [fields])
+            session.commit()
+            click.echo(f"pharmacy {pharmacy.id} {pharmacy.dea} {pharmacy.name} registered")
+    except RegistryError as exc:
+        raise UserError(str(exc).removeprefix("row 1: ")) from None
+    finally:
+        engine.dispose()
+
+
+@pharmacy_group.command("import")
+@click.argument("csv_file", metavar="CSV", type=click.Path(dir_okay=False))
+@db_option
+def pharmacy_import(csv_file: str, db: str | None) -> None:
+    """Register every row of a CSV (header: the `add` option names), or none of them."""
+    from cashcapture.pharmacies import RegistryError, import_csv
+
+    try:
+        with open(csv_file, encoding="utf-8-sig", newline="") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{csv_file}: {getattr(exc, 'strerror', None) or exc}") from None
+    engine, sessions = _registry(db)
+    try:
+        with sessions() as session:
+            added = import_csv(session, text)
+            session.commit()
+    except RegistryError as exc:
+        raise UserError(f"{csv_file}: {exc}; nothing imported") from None
+    finally:
+        engine.dispose()
+    click.echo(f"{len(added)} pharmacies imported from {csv_file}")
+
+
+@pharmacy_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
+@db_option
+def pharmacy_list(as_json: bool, db: str | None) -> None:
+    """List registered pharmacies."""
+    import json
+
+    from cashcapture.pharmacies import COLUMN_NAMES, list_pharmacies
+
+    engine, sessions = _registry(db)
+    with sessions() as session:
+        rows = [
+            {"id": p.id, **{name: getattr(p, name) for name in COLUMN_NAMES}}
+            for p in list_pharmacies(session)
+        ]
+    engine.dispose()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        group = r["submitter_id"] or "-"
+        state = "active" if r["active"] else "inactive"
+        click.echo(
+            f"{r['id']:>4}  {r['dea']}  {r['ncpdp_id'] or '-':<7}  {r['npi'] or '-':<10}  "
+            f"{group:<12} {state:<8}  {r['name']}, {r['city'] or ''} {r['state']}"
+        )
+
 
 # --- adapter: serve, send, fills (issue 5) ----------------------------------
+
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML settings.")
+@click.option("--db", default=None, metavar="URL", help="Database URL (overrides the config).")
+@click.option("--host", default=None, help="Host of the first listener.")
+@click.option("--port", type=int, default=None, help="Port of the first listener.")
+@click.option("--cash-bin", "cash_bins", multiple=True, metavar="BIN[/PCN]", help="Cash BIN.")
+@click.option("--workers", type=click.IntRange(1, 64), default=None, help="Processes.")
+def serve(config_path, db, host, port, cash_bins, workers) -> None:
+    """Run the cash-capture adapter (NCPDP D.0 over TCP) until SIGTERM."""
+    import os
+
+    from cashcapture import config, logs, server
+    from cashcapture.store import ENV_VAR
+
+    try:
+        cfg = config.load(config_path)
+        cfg = config.override(
+            cfg,
+            db=db or os.environ.get(ENV_VAR) if db or ENV_VAR in os.environ else None,
+            host=host,
+            port=port,
+            cash_bins=cash_bins,
+            workers=workers,
+        )
+    except config.ConfigError as exc:
+        raise UserError(str(exc)) from None
+    logs.setup(cfg.log_level, sys.stdout)
+    try:
+        server.serve(cfg)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot serve: {exc}") from None
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, required=True)
+@click.option("--framing", "framing_name", default="stx", show_default=True,
+              type=click.Choice(["stx", "len2", "etx"]))
+@click.option("--json", "as_json", is_flag=True, help="Responses as JSON (codec contract).")
+@click.option("--timeout", type=float, default=15.0, show_default=True)
+def send(files, host, port, framing_name, as_json, timeout) -> None:
+    """Send claims (raw D.0 files, or JSON in the codec's contract) and print the answers."""
+    import json
+    import socket
+
+    import ncpdp
+    from cashcapture import framing
+
+    messages = []
+    for name in files:
+        data = _read_input(name)
+        if data.lstrip()[:1] == b"{":
+            try:
+                data = ncpdp.build(ncpdp.from_json(json.loads(data)))
+            except (ValueError, ncpdp.BuildError) as exc:
+                raise UserError(f"{name}: not a message in the JSON contract: {exc}") from None
+        messages.append((name, data))
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except OSError as exc:
+        raise UserError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
+    decoder = framing.decoder(framing_name, 65535)
+    with sock:
+        for name, data in messages:
+            try:
+                sock.sendall(framing.encode(framing_name, data))
+                answer = _receive(sock, decoder)
+            except (OSError, ValueError) as exc:
+                raise UserError(f"{name}: {exc}") from None
+            if answer is None:
+                raise UserError(f"{name}: the server closed the connection without an answer")
+            _print_answer(name, answer, as_json)
+
+
+def _receive(sock, decoder) -> bytes | None:
+    from cashcapture import framing
+
+    while True:
+        frame = decoder.next_frame()
+        if isinstance(frame, framing.FrameError):
+            raise ValueError(f"unreadable answer: {frame.reason}")
+        if frame is not None:
+            return frame
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        decoder.feed(chunk)
+
+
+def _print_answer(name: str, answer: bytes, as_json: bool) -> None:
+    import json
+
+    import ncpdp
+
+    try:
+        msg = ncpdp.parse(answer)
+    except ncpdp.ParseError as exc:
+        raise UserError(f"{name}: unreadable answer: {exc}") from None
+    if as_json:
+        click.echo(json.dumps(ncpdp.to_json(msg)))
+        return
+    h = msg.header
+    click.echo(f"{name}: {h.transaction_code} header status {h.header_response_status}")
+    for i, txn in enumerate(msg.transactions, 1):
+        st = ncpdp.find(txn, "21")
+        if st is None:
+            continue
+        parts = [f"  transaction {i}: status {st.get('AN')}"]
+        if st.get("F3"):
+            parts.append(f"authorization {st.get('F3')}")
+        if codes := st.get_all("FB"):
+            parts.append("rejects " + " ".join(codes))
+        pricing = ncpdp.find(txn, "23")
+        if pricing is not None and pricing.get("F5"):
+            parts.append(f"patient pays {ncpdp.typed('F5', pricing.get('F5'))}")
+        click.echo(", ".join(parts))
+        for line in st.get_all("FQ"):
+            click.echo(f"    {line}")
+
+
+@cli.command()
+@click.option("--date", "on_date", default=None, metavar="YYYY-MM-DD", help="Date of service.")
+@click.option("--pharmacy", default=None, metavar="ID", help="DEA, NPI or NCPDP ID.")
+@click.option("--json", "as_json", is_flag=True)
+@db_option
+def fills(on_date, pharmacy, as_json, db) -> None:
+    """List captured fills (keys, drug, state; no patient data)."""
+    import datetime as dt
+    import json
+
+    from sqlalchemy import select
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from cashcapture.store import Fill, find_pharmacy, make_engine, session_factory
+
+    day = None
+    if on_date:
+        try:
+            day = dt.date.fromisoformat(on_date)
+        except ValueError:
+            raise UserError(f"--date {on_date!r} is not YYYY-MM-DD") from None
+    engine = make_engine(db)
+    try:
+        with session_factory(engine)() as session:
+            stmt = select(Fill).order_by(Fill.date_of_service, Fill.id)
+            if day is not None:
+                stmt = stmt.where(Fill.date_of_service == day)
+            if pharmacy:
+                ph = find_pharmacy(session, pharmacy)
+                if ph is None:
+                    raise UserError(f"no pharmacy with ID {pharmacy}")
+                stmt = stmt.where(Fill.pharmacy_id == ph.id)
+            rows = [
+                {
+                    "id": f.id,
+                    "pharmacy": f.pharmacy.dea,
+                    "rx_number": f.rx_number,
+                    "fill_number": f.fill_number,
+                    "date_of_service": f.date_of_service.isoformat(),
+                    "ndc": f.ndc,
+                    "schedule": f.schedule,
+                    "quantity": str(f.quantity),
+                    "days_supply": f.days_supply,
+                    "route": f.route,
+                    "state": f.state,
+                    "reported": f.reported_status,
+                }
+                for f in session.scalars(stmt)
+            ]
+    except SQLAlchemyError as exc:
+        raise UserError(f"cannot read fills from {_safe_url(db)}: {type(exc).__name__}") from None
+    finally:
+        engine.dispose()
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    cols = ["id", "pharmacy", "rx_number", "fill_number", "date_of_service", "ndc",
+            "schedule", "quantity", "route", "state"]
+    click.echo("  ".join(cols))
+    for r in rows:
+        click.echo("  ".join(str(r[c]) for c in cols))
+    click.echo(f"{len(rows)} fill(s)")
+
+
 
 
 # --- ASAP: validate, asap show (issue 6) ------------------------------------

@@ -6,13 +6,14 @@ unit queued so far, runs them in one transaction, commits once, and only then
 resolves each unit's future. So a caller that awaits its result knows its
 capture is durable, and throughput does not hang on one sync per capture.
 
-Fast path: the units run back to back with autoflush off and the batch
-commits once. If any unit raises or the commit fails, the batch is rolled back
-and re-run unit by unit, each in its own SAVEPOINT, so one bad unit fails
-alone; a unit that hit a unique-key violation is retried once in a fresh
-savepoint (it then sees the winning row, e.g. `DuplicateFill`). If that
-commit fails too, every waiter gets the exception. Units must therefore be
-safe to run twice: they only touch the session they are given.
+Fast path: the units run back to back with autoflush off, `insert_fill`
+leaves duplicate detection to the unique key, and the batch commits once.
+If any unit raises or the commit fails, the batch is rolled back and re-run
+unit by unit, each in its own SAVEPOINT, so one bad unit fails alone; a
+unit that hit a unique-key violation is retried once in a fresh savepoint
+(it then sees the winning row: `DuplicateFill`). If that commit fails too,
+every waiter gets the exception. Units must therefore be safe to run twice:
+they only touch the session they are given.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .engine import session_factory, writer_engine
+from .repo import OPTIMISTIC
 
 T = TypeVar("T")
 Unit = Callable[[Session], Any]
@@ -131,6 +133,7 @@ class GroupCommitter:
 
     def _fast(self, units: list[Unit]) -> list[tuple[bool, Any]] | None:
         with self._sessions() as session:
+            session.info[OPTIMISTIC] = True
             try:
                 with session.no_autoflush:
                     values = [unit(session) for unit in units]

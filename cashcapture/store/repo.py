@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import bindparam, exists, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -29,6 +29,8 @@ from .types import utcnow
 #: Names of the unique fill key as the two databases report a violation of it.
 _FILL_KEY_MARKERS = ("uq_fills_key", "fills.pharmacy_id, fills.rx_number")
 IN_FLIGHT = ("written", "uploading")
+#: Session.info flag: a duplicate will fail the commit and the batch is re-run checked.
+OPTIMISTIC = "cashcapture.optimistic"
 
 
 class DuplicateFill(Exception):
@@ -138,13 +140,17 @@ def find_fill(
     date_of_service: dt.date,
 ) -> Fill | None:
     """The fill a B1 duplicate, B2 or B3 matches, voided ones included."""
-    stmt = select(Fill).where(
-        Fill.pharmacy_id == pharmacy_id,
-        Fill.rx_number == rx_number,
-        Fill.fill_number == fill_number,
-        Fill.date_of_service == date_of_service,
-    )
-    return session.scalars(stmt).first()
+    params = {"p": pharmacy_id, "rx": rx_number, "n": fill_number, "d": date_of_service}
+    return session.scalars(_FIND_FILL, params).first()
+
+
+# Built once: this look-up runs for every captured claim.
+_FIND_FILL = select(Fill).where(
+    Fill.pharmacy_id == bindparam("p"),
+    Fill.rx_number == bindparam("rx"),
+    Fill.fill_number == bindparam("n"),
+    Fill.date_of_service == bindparam("d"),
+)
 
 
 def _ingredients(rows: Iterable[Mapping[str, Any]]) -> list[FillIngredient]:
@@ -163,14 +169,16 @@ def insert_fill(
     The check here sees this session; a concurrent writer that wins the race
     makes the flush or commit fail on the unique key instead (see
     `is_duplicate_fill_error`; the group committer retries the unit, which then
-    gets `DuplicateFill`).
+    gets `DuplicateFill`). In the committer's optimistic first pass
+    (``session.info[OPTIMISTIC]``) the check is left to the unique key alone.
     """
     fill = Fill(**fields)
-    existing = find_fill(
-        session, fill.pharmacy_id, fill.rx_number, fill.fill_number, fill.date_of_service
-    )
-    if existing is not None:
-        raise DuplicateFill(existing.key, existing.id)
+    if not session.info.get(OPTIMISTIC):
+        existing = find_fill(
+            session, fill.pharmacy_id, fill.rx_number, fill.fill_number, fill.date_of_service
+        )
+        if existing is not None:
+            raise DuplicateFill(existing.key, existing.id)
     now = utcnow()
     fill.state, fill.version, fill.needs_report = "new", 1, True
     fill.created_at = fill.updated_at = now

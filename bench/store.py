@@ -1,0 +1,198 @@
+"""Durable captures per second: one transaction per capture vs group commit.
+
+Each capture is what the adapter commits for a cash B1: the claim (request
+and response bytes), the fill with its ASAP fields (after a look-up of its
+key), in one unit of work. SQLite (WAL, synchronous=FULL) and PostgreSQL
+run side by side in one process.
+
+    python bench/store.py [--captures 20000] [--concurrency 256] [--record]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import platform
+import tempfile
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+from sqlalchemy.engine import make_url
+
+from cashcapture.store import (
+    GroupCommitter,
+    Pharmacy,
+    answer_claim,
+    insert_fill,
+    make_engine,
+    record_claim,
+    session_factory,
+    upgrade,
+    writer_engine,
+)
+
+PG_URL = os.environ.get("CASHCAPTURE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REQUEST = b"x" * 420
+RESPONSE = b"y" * 260
+
+
+def capture_unit(pharmacy_id: int, n: int):
+    def unit(session):
+        claim = record_claim(
+            session,
+            request=REQUEST + str(n).encode(),
+            transaction_code="B1",
+            bin="999999",
+            route="cash",
+        )
+        insert_fill(
+            session,
+            dict(
+                pharmacy_id=pharmacy_id,
+                rx_number=f"{n:09d}",
+                fill_number=0,
+                date_of_service=dt.date(2024, 3, 4),
+                route="cash",
+                payment_type="01",
+                patient_id_qualifier="06",
+                patient_id="K12345678",
+                patient_last_name="DOE",
+                patient_first_name="JANE",
+                patient_address1="12 MAIN ST",
+                patient_city="FRANKFORT",
+                patient_state="KY",
+                patient_zip="40601",
+                patient_dob=dt.date(1970, 1, 2),
+                patient_gender="F",
+                date_written=dt.date(2024, 3, 1),
+                refills_authorized=0,
+                ndc="00406052362",
+                quantity=Decimal("30"),
+                days_supply=15,
+                prescriber_dea="AB1234563",
+                schedule="CII",
+            ),
+            claim=claim,
+        )
+        answer_claim(session, claim, response=RESPONSE, status="P")
+        return n
+
+    return unit
+
+
+def setup(url: str) -> tuple:
+    upgrade(url)
+    engine = make_engine(url, pool_size=20)
+    with session_factory(engine)() as session:
+        pharmacy = Pharmacy(dea="FP1234563", name="Bench")
+        session.add(pharmacy)
+        session.commit()
+        return engine, pharmacy.id
+
+
+def one_per_transaction(engine, pharmacy_id: int, count: int, base: int) -> float:
+    sessions = session_factory(writer_engine(engine))
+    start = time.perf_counter()
+    for n in range(base, base + count):
+        with sessions() as session:
+            capture_unit(pharmacy_id, n)(session)
+            session.commit()
+    return count / (time.perf_counter() - start)
+
+
+def group_commit(engine, pharmacy_id: int, count: int, base: int, concurrency: int) -> tuple:
+    async def main(committer):
+        queue = iter(range(base, base + count))
+
+        async def client():
+            for n in queue:
+                await committer.run(capture_unit(pharmacy_id, n))
+
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+
+    with GroupCommitter(engine) as committer:
+        start = time.perf_counter()
+        asyncio.run(main(committer))
+        elapsed = time.perf_counter() - start
+    return count / elapsed, committer.units / committer.batches
+
+
+def pg_schema() -> tuple[str, str, str]:
+    conninfo = make_url(PG_URL).set(drivername="postgresql").render_as_string(False)
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    return f"{PG_URL}?options={quote(f'-csearch_path={schema}')}", conninfo, schema
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--captures", type=int, default=20000, help="group-commit captures")
+    parser.add_argument("--single", type=int, default=1000, help="one-per-transaction captures")
+    parser.add_argument("--concurrency", type=int, default=256)
+    parser.add_argument("--record", action="store_true", help="append to bench/RESULTS.md")
+    args = parser.parse_args()
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        pg_url, conninfo, schema = pg_schema()
+        try:
+            for name, url in (
+                ("SQLite", f"sqlite:///{Path(tmp) / 'bench.db'}"),
+                ("PostgreSQL", pg_url),
+            ):
+                engine, pid = setup(url)
+                single = one_per_transaction(engine, pid, args.single, 0)
+                grouped, per_batch = group_commit(
+                    engine, pid, args.captures, 10_000_000, args.concurrency
+                )
+                engine.dispose()
+                rows.append((name, single, grouped, per_batch))
+        finally:
+            with psycopg.connect(conninfo, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+    lines = [
+        "| database | one per transaction | group commit | ratio | captures per commit |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, single, grouped, per_batch in rows:
+        lines.append(
+            f"| {name} | {single:,.0f}/s | {grouped:,.0f}/s | {grouped / single:.1f}x "
+            f"| {per_batch:.0f} |"
+        )
+    table = "\n".join(lines)
+    print(table)
+    if args.record:
+        record(table, args)
+
+
+def record(table: str, args) -> None:
+    path = Path(__file__).with_name("RESULTS.md")
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    section = (
+        f"\n## Store (issue 4)\n\n"
+        f"{dt.date.today()}, machine: 2 cores ({platform.processor() or platform.machine()}), "
+        f"Python {platform.python_version()}. `python bench/store.py --captures {args.captures} "
+        f"--single {args.single} --concurrency {args.concurrency}`. A capture = claim row "
+        f"(request and response bytes) + fill row (ASAP fields, key look-up first), durable "
+        f"(SQLite WAL synchronous=FULL; PostgreSQL default synchronous_commit=on). Goal: at "
+        f"least 5,000 captures/s on SQLite with group commit.\n\n{table}\n"
+    )
+    if "\n## Store (issue 4)\n" in text:
+        head, _, rest = text.partition("\n## Store (issue 4)\n")
+        nxt = rest.find("\n## ")
+        text = head + section + (rest[nxt:] if nxt >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n" + section
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
