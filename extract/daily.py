@@ -47,7 +47,9 @@ from cashcapture.store.types import utcnow
 
 from . import records as asap
 from . import writer as asap_writer
+from .rules import for_state
 from .settings import WEEKDAYS, Settings, SettingsError
+from .validate import WARNING, Problem, Report, Validator, validate_record
 
 STATUS_CODES = (NEW_RECORD, REVISED_RECORD, VOID_RECORD)
 ACCEPT, FILE_FAILED = "Accept", "File Failed"
@@ -189,32 +191,42 @@ class ExtractResult:
         return [f for f in self.files if f.status == FILE_FAILED]
 
 
-# --- validation hooks ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One reason a record is held back (element names, never values)."""
-
-    segment: str
-    element: str
-    code: str
-    message: str
+# --- validation -----------------------------------------------------------------------
 
 
 class Checker:
-    """The shared validator, bound to the state's rules and drug list."""
+    """The shared validator bound to the state's rules, its drug list and today's date.
 
-    def __init__(self, state: str, version: str) -> None:
-        self.state = state
-        self.version = version
+    A record with a reject-level problem is held back; warnings (e.g. a PO Box
+    address, where the rules table says warn) let it go, as the collector does.
+    """
 
-    def record(self, record: asap.Record) -> list[Problem]:
-        return []
+    def __init__(
+        self, state: str, version: str, today: dt.date, drug_list: object | None = None
+    ) -> None:
+        try:
+            rules = for_state(state)
+        except KeyError as exc:
+            raise SettingsError(f"[extract] state: {exc.args[0]}") from None
+        if rules.version != version:
+            raise SettingsError(
+                f"[extract] asap_version {version}: the {state} rules table is for {rules.version}"
+            )
+        if drug_list is None:
+            from cashcapture import drugs
 
-    def file(self, data: bytes) -> tuple[list[str], int]:
-        """File-level errors, and the number of records the validator accepts."""
-        return [], -1
+            drug_list = drugs.load(state)
+        self.rules, self.drug_list, self.today = rules, drug_list, today
+        self.validator = Validator(rules, drug_list, today=today)
+
+    def record(self, record: asap.Record, terminator: str = "~") -> list[Problem]:
+        found = validate_record(
+            record, self.rules, today=self.today, validator=self.validator, terminator=terminator
+        )
+        return [p for p in found if p.severity != WARNING]
+
+    def file(self, data: bytes) -> Report:
+        return Validator(self.rules, self.drug_list, today=self.today).validate(data)
 
 
 # --- files --------------------------------------------------------------------------
@@ -278,7 +290,9 @@ class Extractor:
         self.cutoff = day_end(settings, day)
         self.now = now or utcnow()
         self.local_now = self.now.astimezone(settings.extract.zone())
-        self.checker = checker or Checker(settings.extract.state, settings.extract.asap_version)
+        self.checker = checker or Checker(
+            settings.extract.state, settings.extract.asap_version, self.local_now.date()
+        )
         self.progress = progress or (lambda done, total: None)
         self.outbox = settings.outbox_dir()
         self.result = ExtractResult(day=day)
@@ -310,19 +324,30 @@ class Extractor:
         total = sum(len(g.pharmacies) for g in groups)
         done = 0
         for group in groups:
-            if not group.reg_key:
-                self.result.problems.append(
-                    f"submitter {group.submitter_id}: no RegKey (register one for the pharmacy "
-                    "or set [extract] reg_key); its fills stay queued"
-                )
-                done += len(group.pharmacies)
-                self.progress(done, total)
-                continue
-            self._extract_group(group)
+            problem = self._registration_problem(group)
+            if problem:
+                self.result.problems.append(problem)
+            else:
+                self._extract_group(group)
             done += len(group.pharmacies)
             self.progress(done, total)
-        self._zero_reports(groups)
+        self._zero_reports([g for g in groups if not self._registration_problem(g)])
         return self.result
+
+    def _registration_problem(self, group: _Group) -> str:
+        """Why no file can be named for this submitter ("" when it can)."""
+        if not group.reg_key:
+            return (
+                f"submitter {group.submitter_id}: no RegKey (register one for the pharmacy "
+                "or set [extract] reg_key); its fills stay queued"
+            )
+        try:
+            asap_writer.file_name(
+                group.submitter_id, group.reg_key, self.local_now, self.settings.extract.state
+            )
+        except ValueError as exc:
+            return f"submitter {group.submitter_id}: {exc} for the file name; fills stay queued"
+        return ""
 
     def _clean_outbox(self) -> None:
         """Temp files of a run killed while writing: never recorded, never sent."""
@@ -499,7 +524,10 @@ class Extractor:
         errors: list[str] = []
         if tmp is not None:
             final = self.outbox / name
-            errors, _accepted = self.checker.file(tmp.read_bytes())
+            report = self.checker.file(tmp.read_bytes())
+            errors = [p.message for p in report.file_errors]
+            if report.rejects:  # a record the per-record check let through: fail safe
+                errors += [p.message for p in report.rejects]
             os.replace(tmp, final)
             _fsync_dir(self.outbox)
             outcome = FileOutcome(
@@ -590,16 +618,17 @@ class Extractor:
         for fill_id, problems in pending.rejects.items():
             known = open_rejects.get(fill_id, set())
             for p in problems:
-                if (p.segment, p.element, p.message) in known:
+                if (p.segment, p.element_id, p.reject_reason) in known:
                     continue  # still the same problem, already listed
+                known.add((p.segment, p.element_id, p.reject_reason))
                 rows.append(
                     {
                         "submission_id": submission_id,
                         "fill_id": fill_id,
                         "segment": p.segment,
-                        "element": p.element,
-                        "code": p.code,
-                        "message": p.message,
+                        "element": p.element_id,
+                        "code": p.severity,
+                        "message": p.reject_reason,
                         "created_at": self.now,
                     }
                 )
@@ -652,8 +681,6 @@ class Extractor:
             )
         busy = reported | dispensed | self._active
         for group in groups:
-            if not group.reg_key:
-                continue
             for ph in group.pharmacies:
                 if ph.id in busy or ph.created_at >= self.cutoff:
                     continue
@@ -665,7 +692,7 @@ class Extractor:
         data = asap_writer.write(
             asap_writer.zero_report(self._header(name, when), pharmacy_value(ph), start, end)
         )
-        errors, _accepted = self.checker.file(data)
+        errors = [p.message for p in self.checker.file(data).problems if p.severity != WARNING]
         final = self.outbox / name
         tmp = self.outbox / (name + ".tmp")
         with open(tmp, "wb") as fh:

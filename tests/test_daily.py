@@ -1,0 +1,216 @@
+"""The daily extract over a real store (SQLite and PostgreSQL), real files, real SFTP."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from _extract_helpers import (
+    COMPOUND,
+    TODAY,
+    check_file,
+    good_fill,
+    pharmacies,
+    sessions,  # noqa: F401
+    settings,
+)
+from _sftp_server import remote_files, sftp_server, sftp_settings  # noqa: F401
+from sqlalchemy import func, select
+
+from cashcapture.store import (
+    Fill,
+    Pharmacy,
+    RecordReject,
+    Submission,
+    SubmissionRecord,
+    revise_fill,
+    void_fill,
+)
+from extract import reports
+from extract.daily import Checker, extract
+from extract.reader import read
+from extract.submit import submit
+
+NOW = dt.datetime.now(dt.UTC)
+
+
+def statuses(data: bytes) -> dict[str, str]:
+    """Rx number -> DSP01 of every record in a file."""
+    return {r.fill.rx_number: r.fill.status for r in read(data).records()}
+
+
+def files_by_submitter(result) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for f in result.files:
+        out.setdefault(f.submitter_id, []).append(f)
+    return out
+
+
+def test_a_day_then_rebills_and_reversals_of_earlier_days(sessions, sftp_server, tmp_path):  # noqa: F811
+    with sessions.begin() as s:
+        ph = pharmacies(s)
+        a1 = good_fill(s, ph["solo"], "A1").id
+        a2 = good_fill(s, ph["solo"], "A2", ingredients=COMPOUND).id
+        good_fill(s, ph["solo"], "A3", fill_number=2)
+        gone = good_fill(s, ph["solo"], "A4")
+        void_fill(s, gone)  # reversed before it was ever reported: just dropped
+        bad = good_fill(s, ph["solo"], "A5", ndc="00000000000").id  # not a controlled drug
+        c1 = good_fill(s, ph["chain1"], "C1").id
+        good_fill(s, ph["chain1"], "C2", patient_last_name="ROE", patient_id="K7")
+        good_fill(s, ph["chain2"], "C3")
+    cfg = settings(tmp_path, sftp_settings(sftp_server))
+    first = extract(sessions, cfg, TODAY, now=NOW)
+    by = files_by_submitter(first)
+    assert sorted(by) == ["BB4827133", "CWDRUGS", "FP1234563"]
+    assert first.rejected == 1 and first.problems == []
+    solo, chain, zero = by["FP1234563"][0], by["CWDRUGS"][0], by["BB4827133"][0]
+    assert (solo.records, solo.held_back, solo.status) == (3, 1, "Accept")
+    assert (chain.records, chain.pharmacies) == (3, 2)
+    assert zero.zero_report and zero.records == 0
+    outbox = cfg.outbox_dir()
+    for f in first.files:
+        data = (outbox / f.name).read_bytes()
+        report = check_file(data)
+        assert report.status == "Accept" and report.rejects == [], report.to_text()
+    solo_data = (outbox / solo.name).read_bytes()
+    assert statuses(solo_data) == {"A1": "00", "A2": "00", "A3": "00"}
+    assert b"CDI*1*01*00406052362*10" in solo_data and b"CDI*2*01*00406052362*5.5" in solo_data
+    chain_file = read((outbox / chain.name).read_bytes())
+    assert [g.pharmacy.dea for g in chain_file.pharmacies] == ["BC7710420", "BC7710432"]
+    assert b"REPORT*ZERO" in (outbox / zero.name).read_bytes()
+    with sessions() as s:
+        reject = s.scalars(select(RecordReject)).one()
+        assert reject.fill_id == bad and reject.resolved_at is None
+        assert reject.message == "DIS_PRODUCT_ID : NDC Number is not in State specified Drug List"
+
+    # The same day again: nothing twice, no second zero report, the reject not listed twice.
+    again = extract(sessions, cfg, TODAY, now=NOW)
+    assert again.files == [] and again.rejected == 1
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(RecordReject)) == 1
+
+    assert submit(sessions, cfg).ok
+    assert remote_files(sftp_server) == sorted(f.name for f in first.files)
+
+    # Later: a rebill of A1 and a reversal of C1 (both reported), and the bad fill corrected.
+    with sessions.begin() as s:
+        revise_fill(s, s.get_one(Fill, a1), {"quantity": 60})
+        void_fill(s, s.get_one(Fill, c1))
+        revise_fill(s, s.get_one(Fill, bad), {"ndc": "00406052362"})
+    later = extract(sessions, cfg, TODAY, now=NOW + dt.timedelta(seconds=5))
+    by = files_by_submitter(later)
+    assert sorted(by) == ["CWDRUGS", "FP1234563"]  # the quiet store's zero report went already
+    assert statuses((outbox / by["FP1234563"][0].name).read_bytes()) == {"A1": "01", "A5": "00"}
+    assert statuses((outbox / by["CWDRUGS"][0].name).read_bytes()) == {"C1": "02"}
+    for f in later.files:
+        assert check_file((outbox / f.name).read_bytes()).status == "Accept"
+    with sessions() as s:
+        assert s.scalars(select(RecordReject)).one().resolved_at is not None
+    assert submit(sessions, cfg).ok
+    on_server = remote_files(sftp_server)
+    assert len(on_server) == 5 and len(set(on_server)) == 5
+    with sessions() as s:
+        assert s.scalar(select(func.count()).where(Fill.needs_report.is_(True))) == 0
+        assert s.get_one(Fill, a2).reported_status == "00"
+        assert s.get_one(Fill, c1).reported_status == "02"
+        # every fill went in exactly as many records as it had reports
+        per_fill = dict(
+            s.execute(
+                select(SubmissionRecord.fill_id, func.count()).group_by(SubmissionRecord.fill_id)
+            ).all()
+        )
+        assert per_fill[a1] == 2 and per_fill[a2] == 1 and per_fill[c1] == 2 and per_fill[bad] == 1
+        assert gone.id not in per_fill
+
+        zone = cfg.extract.zone()
+        status = reports.status(s, TODAY, NOW.date() + dt.timedelta(days=1), zone)
+        assert len(status.rows) == 5
+        row = {r[2]: r for r in status.rows}[solo.name]
+        assert row[5:8] == (4, 3, "Accept") and row[3] == row[4] == str(TODAY - dt.timedelta(1))
+        assert row[0] == str(NOW.date())  # submitted
+        recap = reports.recap(s, NOW.strftime("%Y-%m"), zone)
+        assert recap.columns[0] == "DEANumber"
+        per_dea: dict[str, int] = {}
+        for dea, _p, _s, n, lo, hi, name in recap.rows:
+            per_dea[dea] = per_dea.get(dea, 0) + n
+            assert lo <= hi and name in on_server
+        assert per_dea == {"FP1234563": 5, "BC7710420": 3, "BC7710432": 1, "BB4827133": 0}
+        csv_text = reports.to_csv(recap)
+        assert csv_text.splitlines()[0] == (
+            "DEANumber,ProcessDate,SubmissionDate,RecordCount,MinFillDate,MaxFillDate,"
+            "ProcessFileName"
+        )
+
+
+def test_fills_changed_after_the_day_wait_for_their_day(sessions, tmp_path):  # noqa: F811
+    with sessions.begin() as s:
+        ph = pharmacies(s)
+        good_fill(s, ph["solo"], "A1")
+    cfg = settings(tmp_path)
+    yesterday = extract(sessions, cfg, TODAY - dt.timedelta(days=1), now=NOW)
+    # captured today: not part of yesterday; the solo store dispensed, so no zero report
+    assert [f.submitter_id for f in yesterday.files if not f.zero_report] == []
+    assert "FP1234563" not in {f.submitter_id for f in yesterday.files}
+    today = extract(sessions, cfg, TODAY, now=NOW)
+    assert [f.records for f in today.files if f.submitter_id == "FP1234563"] == [1]
+
+
+def test_weekly_zero_reports_only_at_week_end(sessions, tmp_path):  # noqa: F811
+    with sessions.begin() as s:
+        pharmacies(s)
+    week_ends = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+    other = week_ends[(TODAY.weekday() + 1) % 7]
+    none = extract(sessions, settings(tmp_path, zero_reports="weekly", week_ends=other), TODAY)
+    assert none.files == []
+    cfg = settings(tmp_path, zero_reports="weekly", week_ends=week_ends[TODAY.weekday()])
+    result = extract(sessions, cfg, TODAY, now=NOW)
+    assert len(result.files) == 4 and all(f.zero_report for f in result.files)
+    data = (cfg.outbox_dir() / result.files[0].name).read_bytes()
+    start = (TODAY - dt.timedelta(days=6)).strftime("%Y%m%d")
+    assert f"#{start}#-#{TODAY:%Y%m%d}#".encode() in data
+    assert check_file(data).status == "Accept"
+    # chain stores each get their own zero report, named apart by the second
+    chain = sorted(f.name for f in result.files if f.submitter_id == "CWDRUGS")
+    assert len(chain) == 2 and chain[0] != chain[1]
+    assert extract(sessions, cfg, TODAY, now=NOW).files == []  # not twice
+
+
+class _BrokenFiles(Checker):
+    """The real validator, handed a file cut short: a file-level error."""
+
+    def file(self, data: bytes):
+        return super().file(data[:-12])
+
+
+def test_a_file_with_a_file_level_error_is_never_submitted(sessions, sftp_server, tmp_path):  # noqa: F811
+    with sessions.begin() as s:
+        ph = pharmacies(s)
+        fid = good_fill(s, ph["solo"], "A1").id
+    cfg = settings(tmp_path, sftp_settings(sftp_server), zero_reports="off")
+    broken = _BrokenFiles("KY", "4.1", TODAY)
+    result = extract(sessions, cfg, TODAY, now=NOW, checker=broken)
+    assert [f.status for f in result.files] == ["File Failed"]
+    assert result.files[0].errors[0].startswith("File Failed")
+    submit(sessions, cfg)
+    assert remote_files(sftp_server) == []
+    with sessions() as s:
+        sub = s.scalars(select(Submission)).one()
+        assert (sub.state, sub.collector_status) == ("failed", "File Failed")
+        assert s.get_one(Fill, fid).needs_report
+        row = reports.status(s, TODAY, NOW.date(), cfg.extract.zone()).rows[0]
+        assert row[0] == "" and row[7] == "File Failed"
+    # the fill is still queued and goes out in the next good file
+    fixed = extract(sessions, cfg, TODAY, now=NOW + dt.timedelta(seconds=1))
+    assert [(f.status, f.records) for f in fixed.files] == [("Accept", 1)]
+    assert submit(sessions, cfg).ok and len(remote_files(sftp_server)) == 1
+
+
+def test_missing_reg_key_is_reported_and_fills_stay_queued(sessions, tmp_path):  # noqa: F811
+    with sessions.begin() as s:
+        ph = pharmacies(s)
+        s.get_one(Pharmacy, ph["solo"]).reg_key = None
+        fid = good_fill(s, ph["solo"], "A1").id
+    result = extract(sessions, settings(tmp_path, zero_reports="off"), TODAY, now=NOW)
+    assert result.files == []
+    assert any("FP1234563" in p and "RegKey" in p for p in result.problems)
+    with sessions() as s:
+        assert s.get_one(Fill, fid).needs_report
