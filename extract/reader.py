@@ -7,8 +7,6 @@ the writer made, write(read(f)) == f.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from extract.asap import VERSIONS, table
 from extract.asap.codec import AsapError, decode, decode_fields, split, structure
 from extract.records import (
@@ -77,19 +75,12 @@ def read(data: bytes) -> AsapFile:
             patient = decode(t, Patient, rec.pat)
             fills = []
         where = rec.segment
-        fills.append(
-            _with_children(
-                decode(t, Dispensation, rec.dsp, where),
-                prescriber=None if rec.pre is None else decode(t, Prescriber, rec.pre, where + 1),
-                ingredients=tuple(decode(t, Ingredient, c, where) for c in rec.cdi),
-                additional=None if rec.air is None else decode(t, AdditionalInfo, rec.air, where),
-            )
-        )
+        kw = decode_fields(t, rec.dsp, where)
+        kw["prescriber"] = None if rec.pre is None else decode(t, Prescriber, rec.pre, where + 1)
+        kw["ingredients"] = tuple(decode(t, Ingredient, c, where) for c in rec.cdi)
+        kw["additional"] = None if rec.air is None else decode(t, AdditionalInfo, rec.air, where)
+        fills.append(Dispensation(**kw))
     close_patient()
     if pharmacy is not None:
         groups.append(PharmacyGroup(pharmacy, tuple(patients)))
     return AsapFile(header, tuple(groups))
-
-
-def _with_children(fill: Dispensation, **children) -> Dispensation:
-    return replace(fill, **children)

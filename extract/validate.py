@@ -248,6 +248,7 @@ class Validator:
         self._last_pat_findings: list[Finding] = []
         self._last_zero = False
         self._pre_cache: dict[tuple[str, ...], list[Finding]] = {}
+        self._last_values: tuple[Any, list[str], Any, list[str]] | None = None
         # Special checks by name: (value, padded segment values) -> finding keys
         self._special: dict[str, Callable[[ElementRule, str, list[str]], Iterable[Finding]]] = {
             "time": self._c_time,
@@ -571,10 +572,22 @@ def validate_record(
     v = validator or Validator(rules, drug_list, today=today)
     t = table(v.rules.version)
     fill = record.fill
+    # Reuse the encoded PHA / PAT of the previous call when unchanged, so the
+    # validator's per-pharmacy / per-patient results are reused as in a file.
+    last = v._last_values
+    if last is not None and last[0] == record.pharmacy:
+        pha = last[1]
+    else:
+        pha = encode(t, "PHA", record.pharmacy)
+    if last is not None and last[2] == record.patient:
+        pat = last[3]
+    else:
+        pat = encode(t, "PAT", record.patient)
+    v._last_values = (record.pharmacy, pha, record.patient, pat)
     raw = RawRecord(
         number=number,
-        pha=encode(t, "PHA", record.pharmacy),
-        pat=encode(t, "PAT", record.patient),
+        pha=pha,
+        pat=pat,
         dsp=encode(t, "DSP", fill),
         pre=None if fill.prescriber is None else encode(t, "PRE", fill.prescriber),
         cdi=[encode(t, "CDI", i) for i in fill.ingredients],
@@ -595,6 +608,10 @@ def _delimiters(raw: RawRecord, terminator: str) -> list[str]:
     out = []
     segs = [raw.pha, raw.pat, raw.dsp, *(s for s in (raw.pre, raw.air) if s), *raw.cdi]
     for s in segs:
+        text = "*".join(s)
+        if text.count("*") == len(s) - 1 and terminator not in text and "\n" not in text:
+            if "\r" not in text:
+                continue
         for i, v in enumerate(s[1:], 1):
             if "*" in v or terminator in v or "\n" in v or "\r" in v:
                 out.append(f"{s[0]}{i:02d}")

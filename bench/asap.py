@@ -1,0 +1,76 @@
+"""ASAP write / read / validate throughput, side by side in one run.
+
+    .venv/bin/python bench/asap.py [--records 200000] [--record-check 20000]
+
+Goal (issue 6): validate 1,000,000 records in under 20 s on this machine.
+The figure for 1M is measured at --records and extrapolated linearly (the
+validator streams record by record, so time is linear in records); run with
+--records 1000000 to measure it directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import platform
+import time
+from datetime import date
+
+from cashcapture import drugs
+from extract.asap.samples import DAY, header, records
+from extract.reader import read
+from extract.validate import Validator, validate_record
+from extract.writer import AsapWriter
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--records", type=int, default=200_000)
+    ap.add_argument("--record-check", type=int, default=20_000)
+    ap.add_argument("--pharmacies", type=int, default=20)
+    args = ap.parse_args()
+    n = args.records
+    drug_list = drugs.load("KY")
+    today = date(DAY.year, DAY.month, DAY.day + 1)
+
+    recs = list(records(n, pharmacies=args.pharmacies))
+    buf = io.BytesIO()
+    t0 = time.perf_counter()
+    with AsapWriter(buf, header()) as w:
+        for r in recs:
+            w.add(r.pharmacy, r.patient, r.fill)
+    t_write = time.perf_counter() - t0
+    data = buf.getvalue()
+
+    t0 = time.perf_counter()
+    f = read(data)
+    t_read = time.perf_counter() - t0
+    assert sum(1 for _ in f.records()) == n
+
+    t0 = time.perf_counter()
+    report = Validator(drug_list=drug_list, today=today).validate(data)
+    t_validate = time.perf_counter() - t0
+    assert report.exit_code == 0 and report.records == n, report.to_text()[:500]
+
+    m = min(args.record_check, n)
+    v = Validator(drug_list=drug_list, today=today)
+    t0 = time.perf_counter()
+    for r in recs[:m]:
+        assert not validate_record(r, today=today, validator=v)
+    t_rec = time.perf_counter() - t0
+
+    mb = len(data) / 1e6
+    print(f"python {platform.python_version()}, {n} records, {mb:.1f} MB file")
+    rows = [
+        ("write (streaming AsapWriter)", n, t_write),
+        ("read (bytes -> AsapFile)", n, t_read),
+        ("validate file (KY, drug list)", n, t_validate),
+        ("validate_record (extract path)", m, t_rec),
+    ]
+    for name, k, t in rows:
+        print(f"{name:34s} {k:>8d} rec {t:7.2f} s {k / t:>10,.0f} rec/s  1M: {1e6 * t / k:6.1f} s")
+    print(f"validate vs write: {t_validate / t_write:.2f}x the write time")
+
+
+if __name__ == "__main__":
+    main()
