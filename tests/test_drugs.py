@@ -1,0 +1,117 @@
+"""Drug list: NDC normalisation, building from the FDA files, the shipped list."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cashcapture import drugs
+from cli import main
+
+FDA = Path(__file__).parent / "data" / "fda"
+PRODUCT, PACKAGE = FDA / "product.txt", FDA / "package.txt"
+
+
+@pytest.mark.parametrize(
+    ("text", "ndc11"),
+    [
+        ("0054-4571-25", "00054457125"),  # 4-4-2
+        ("65862-103-05", "65862010305"),  # 5-3-2
+        ("24275-0485-1", "24275048501"),  # 5-4-1
+        ("43353-0675-53", "43353067553"),  # 5-4-2
+        ("00054457125", "00054457125"),
+        (" 0093-4444-05 ", "00093444405"),
+    ],
+)
+def test_normalize_ndc(text, ndc11):
+    assert drugs.normalize_ndc(text) == ndc11
+
+
+@pytest.mark.parametrize(
+    "garbage", ["", "abc", "0054-4571", "0054457125", "123456789012", "1-2-3", "0054-4571-2x"]
+)
+def test_normalize_ndc_refuses_garbage(garbage):
+    with pytest.raises(ValueError):
+        drugs.normalize_ndc(garbage)
+
+
+def test_ten_undashed_digits_have_three_readings():
+    assert drugs.ndc_candidates("0054457125") == ["00054457125", "00544057125", "00544571205"]
+
+
+@pytest.fixture(scope="module")
+def built() -> list[drugs.Drug]:
+    return drugs.build(PRODUCT, PACKAGE)
+
+
+def _fda(path: Path) -> list[list[str]]:
+    lines = path.read_bytes().decode("latin-1").split("\r\n")
+    return [line.split("\t") for line in lines[1:] if line]
+
+
+def test_build_takes_every_package_of_scheduled_products(built):
+    products = {row[0]: row for row in _fda(PRODUCT)}
+    federal = {d.ndc11: d.schedule for d in built if not d.state}
+    expected = {}
+    for pid, _, code, *_ in _fda(PACKAGE):
+        schedule = products[pid][17]
+        if schedule:
+            expected[drugs.normalize_ndc(code)] = schedule
+    assert federal == expected
+    assert set(federal.values()) == {"CII", "CIII", "CIV", "CV"}
+
+
+def test_build_adds_kentucky_gabapentin_not_enacarbil(built):
+    ky = {d.ndc11: d for d in built if d.state == "KY"}
+    assert ky["00093444405"].schedule == "CV"
+    assert ky["00093444405"].product == "Gabapentin"
+    assert "53451010301" not in ky  # Horizant, gabapentin enacarbil
+    assert all(d.schedule == "CV" for d in ky.values()) and len(ky) > 10
+
+
+def test_state_list_answers_for_controlled_and_not(built, tmp_path):
+    drugs.write_list(built, tmp_path / "list.csv")
+    text = (tmp_path / "list.csv").read_text()
+    ky = drugs.DrugList(drugs.read_list(text, "KY"))
+    oh = drugs.DrugList(drugs.read_list(text, "OH"))
+    assert ky.lookup("0054-4571-25").schedule == "CII"  # methadone
+    assert ky.lookup("0054-4571-25").schedule_number == "2"
+    assert ky.lookup("43353-675-53").schedule == "CV"  # Lyrica (pregabalin)
+    assert ky.is_reportable("0093444405")  # gabapentin, 10 undashed digits
+    assert not oh.is_reportable("00093444405")  # not scheduled outside KY
+    assert oh.is_reportable("00054457125")
+    for not_controlled in ("65862-103-05", "53451-0103-1", "24275-0485-1"):
+        assert not ky.is_reportable(not_controlled)
+    assert ky.lookup("garbage") is None
+
+
+def test_shipped_list_answers():
+    ky = drugs.load("KY")
+    assert drugs.load("KY") is ky  # cached
+    assert len(ky) > 10_000
+    assert ky.lookup("00054457125").schedule == "CII"
+    assert ky.lookup("00093444405").schedule == "CV"
+    assert not ky.is_reportable("65862010305")  # amlodipine
+    assert not drugs.load("TN").is_reportable("00093444405")
+
+
+def test_bad_fda_file_is_refused(tmp_path):
+    bad = tmp_path / "product.txt"
+    bad.write_text("a\tb\n1\t2\n")
+    with pytest.raises(ValueError, match="not an FDA NDC file"):
+        drugs.build(bad, PACKAGE)
+
+
+def test_cli_import_and_show(tmp_path, capsys):
+    out = tmp_path / "controlled.csv"
+    assert main(["drugs", "import", str(PRODUCT), str(PACKAGE), "--out", str(out)]) == 0
+    assert "state additions: KY" in capsys.readouterr().out
+    assert drugs.read_list(out.read_text()) == drugs.build(PRODUCT, PACKAGE)
+    assert main(["drugs", "show", "0054-4571-25"]) == 0
+    assert "schedule CII" in capsys.readouterr().out
+    assert main(["drugs", "show", "65862-103-05"]) == 1
+    assert "not a reportable" in capsys.readouterr().out
+    assert main(["drugs", "show", "12-34"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not an NDC" in err

@@ -1,0 +1,113 @@
+"""Pharmacy registry: DEA and NPI checks, all-or-nothing import, CLI. SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from cashcapture.pharmacies import (
+    RegistryError,
+    dea_ok,
+    import_csv,
+    list_pharmacies,
+    npi_ok,
+    read_csv,
+)
+from cashcapture.store import Pharmacy, find_pharmacy
+from cli import main
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "pharmacies.csv"
+HEADER = "dea,name,npi,ncpdp_id,submitter_id\n"
+
+
+@pytest.mark.parametrize("dea", ["AB1234563", "BB4827133", "FP1234563", "M91234563"])
+def test_valid_dea(dea):
+    assert dea_ok(dea)
+
+
+@pytest.mark.parametrize("dea", ["AB1234564", "AB123456", "1B1234563", "AB12345631", "ab1234563"])
+def test_invalid_dea(dea):
+    assert not dea_ok(dea)
+
+
+def test_npi_luhn_with_80840_prefix():
+    assert npi_ok("1234567893")  # the CMS example
+    assert not npi_ok("1234567890")
+    assert not npi_ok("123456789")
+    assert not npi_ok("12345678a3")
+
+
+def test_fixture_pharmacies_are_valid_and_one_chain():
+    rows = read_csv(FIXTURE.read_text())
+    assert len(rows) >= 3
+    assert all(dea_ok(r["dea"]) and npi_ok(r["npi"]) for r in rows)
+    chains = [r for r in rows if r.get("submitter_id")]
+    assert len(chains) == 2 and len({r["submitter_id"] for r in chains}) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("AB1234564,X,,,\n", "row 1: column dea"),
+        ("AB1234563,X,1234567890,,\n", "row 1: column npi"),
+        ("AB1234563,X,,12345,\n", "row 1: column ncpdp_id"),
+        (",X,,,\n", "row 1: column dea: dea is required"),
+        ("AB1234563,,,,\n", "row 1: column name"),
+        ("AB1234563,X,,,\nFP1234563,Y,,,,extra\n", "row 2: more values"),
+        ("AB1234563,X,,,\nAB1234563,Y,,,\n", "row 2: column dea: AB1234563 repeats row 1"),
+    ],
+)
+def test_bad_row_names_row_and_column_and_writes_nothing(db_session, body, message):
+    with pytest.raises(RegistryError, match=message):
+        import_csv(db_session, HEADER + body)
+    db_session.rollback()
+    assert db_session.scalar(select(func.count(Pharmacy.id))) == 0
+
+
+def test_import_then_find_by_any_provider_id(db_session):
+    added = import_csv(db_session, FIXTURE.read_text())
+    db_session.commit()
+    assert [p.dea for p in list_pharmacies(db_session)] == [p.dea for p in added]
+    first = added[0]
+    for provider_id in (first.ncpdp_id, first.npi, first.dea):
+        assert find_pharmacy(db_session, provider_id).id == first.id
+    assert find_pharmacy(db_session, "0000000") is None
+    with pytest.raises(RegistryError, match="already registered"):
+        import_csv(db_session, FIXTURE.read_text())
+
+
+def test_cli_import_list_add(migrated_db_url, tmp_path, capsys):
+    db = ["--db", migrated_db_url]
+    bad = tmp_path / "bad.csv"
+    bad.write_text(FIXTURE.read_text() + "AB1234564,Broken,,,,,,,,,,,,\n")
+    assert main(["pharmacy", "import", str(bad), *db]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "row 5: column dea" in err and "nothing imported" in err
+    assert main(["pharmacy", "list", "--json", *db]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+    assert main(["pharmacy", "import", str(FIXTURE), *db]) == 0
+    assert "4 pharmacies imported" in capsys.readouterr().out
+    assert main(["pharmacy", "add", "--dea", "AB1234564", "--name", "X", *db]) == 2
+    assert "--dea: dea 'AB1234564' is not a DEA number" in capsys.readouterr().err
+    assert main(["pharmacy", "add", "--dea", "FP1234563", "--name", "Test Rx",
+                 "--npi", "1234567893", "--submitter-id", "S1", *db]) == 0  # fmt: skip
+    assert main(["pharmacy", "add", "--dea", "FP1234563", "--name", "Again", *db]) == 2
+    assert "already registered" in capsys.readouterr().err
+    assert main(["pharmacy", "list", "--json", *db]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["dea"] for r in rows][-1] == "FP1234563" and len(rows) == 5
+    assert rows[-1]["submitter_id"] == "S1" and rows[-1]["active"] is True
+    assert main(["pharmacy", "list", *db]) == 0
+    assert "Commonwealth Drugs #102" in capsys.readouterr().out
+
+
+def test_cli_needs_an_upgraded_database(db_url, capsys, monkeypatch):
+    monkeypatch.setenv("CASHCAPTURE_DB", db_url)
+    assert main(["pharmacy", "list"]) == 2
+    assert "db upgrade" in capsys.readouterr().err
+    assert main(["db", "upgrade"]) == 0
+    assert main(["pharmacy", "list"]) == 0
