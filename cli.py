@@ -294,7 +294,7 @@ def serve(config_path, db, host, port, cash_bins, workers) -> None:
         cfg = config.load(config_path)
         cfg = config.override(
             cfg,
-            db=db or os.environ.get(ENV_VAR) if db or ENV_VAR in os.environ else None,
+            db=db or os.environ.get(ENV_VAR),
             host=host,
             port=port,
             cash_bins=cash_bins,

@@ -13,10 +13,32 @@ import time
 
 ALLOWED = frozenset(
     {
-        "event", "claim_id", "pharmacy", "route", "bin", "pcn", "transaction_code",
-        "transactions", "status", "reject_codes", "latency_ms", "payer", "reason",
-        "offset", "host", "port", "framing", "worker", "pid", "workers", "db", "peer",
-        "connections", "captured", "error", "in_flight",
+        "event",
+        "claim_id",
+        "pharmacy",
+        "route",
+        "bin",
+        "pcn",
+        "transaction_code",
+        "transactions",
+        "status",
+        "reject_codes",
+        "latency_ms",
+        "payer",
+        "reason",
+        "offset",
+        "host",
+        "port",
+        "framing",
+        "worker",
+        "pid",
+        "workers",
+        "db",
+        "peer",
+        "connections",
+        "captured",
+        "error",
+        "in_flight",
     }
 )
 
@@ -29,7 +51,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             # our events are plain names; other libraries' messages keep only
             # their template, never the arguments (which may quote values)
-            "event": record.getMessage() if record.name.startswith("cashcapture")
+            "event": record.getMessage()
+            if record.name.startswith("cashcapture")
             else str(record.msg),
         }
         fields = getattr(record, "fields", None) or {}

@@ -18,27 +18,41 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.claims = Counter(
-            "cashcapture_claims", "Claims answered, by route and status", ["route", "status"],
+            "cashcapture_claims",
+            "Claims answered, by route and status",
+            ["route", "status"],
             registry=r,
         )
         self.latency = Histogram(
-            "cashcapture_claim_latency_seconds", "Time from frame received to response sent",
-            ["route"], buckets=LATENCY_BUCKETS, registry=r,
+            "cashcapture_claim_latency_seconds",
+            "Time from frame received to response sent",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.upstream_timeouts = Counter(
-            "cashcapture_upstream_timeouts", "Insured claims the payer did not answer in time",
-            ["payer"], registry=r,
+            "cashcapture_upstream_timeouts",
+            "Insured claims the payer did not answer in time",
+            ["payer"],
+            registry=r,
         )
         self.upstream_errors = Counter(
-            "cashcapture_upstream_errors", "Insured claims the payer could not be reached for",
-            ["payer", "reject_code"], registry=r,
+            "cashcapture_upstream_errors",
+            "Insured claims the payer could not be reached for",
+            ["payer", "reject_code"],
+            registry=r,
         )
         self.capture_failures = Counter(
-            "cashcapture_capture_failures", "Captures the store could not commit", ["route"],
+            "cashcapture_capture_failures",
+            "Captures the store could not commit",
+            ["route"],
             registry=r,
         )
         self.frame_errors = Counter(
-            "cashcapture_frame_errors", "Frames that could not be read", ["framing"], registry=r,
+            "cashcapture_frame_errors",
+            "Frames that could not be read",
+            ["framing"],
+            registry=r,
         )
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:

@@ -145,6 +145,7 @@ class FakePayer:
         self.received: list[bytes] = []
         self.port = 0
         self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
 
     def answer(self, request: bytes) -> bytes:
         req = ncpdp.parse(request)
@@ -155,6 +156,7 @@ class FakePayer:
 
     async def start(self) -> FakePayer:
         async def on_conn(reader, writer):
+            self._writers.append(writer)
             dec = framing.decoder(self.framing, 65535)
             try:
                 while chunk := await reader.read(65536):
@@ -175,6 +177,9 @@ class FakePayer:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
+        for w in self._writers:
+            w.close()
+        await asyncio.sleep(0.01)
 
 
 # --- a server subprocess -------------------------------------------------------------

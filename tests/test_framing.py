@@ -11,7 +11,9 @@ from cashcapture.framing import FrameError
 
 # NCPDP messages never contain STX/ETX; keep generated messages realistic.
 messages = st.lists(
-    st.binary(min_size=1, max_size=300).map(lambda b: b.replace(b"\x03", b"X").replace(b"\x02", b"Y")),
+    st.binary(min_size=1, max_size=300).map(
+        lambda b: b.replace(b"\x03", b"X").replace(b"\x02", b"Y")
+    ),
     min_size=1,
     max_size=6,
 )
