@@ -70,9 +70,12 @@ def split(data: bytes) -> Split:
     term = text[idx + 1 : idx + 2]
     if not term or term == sep or term.isalnum() or term == " ":
         raise AsapError("TH09 segment terminator missing or invalid", 1, "TH")
-    if text[idx + 2 : idx + 3] != term:
+    end = idx + 2
+    while text[end : end + 1] in ("\r", "\n") and term not in "\r\n":
+        end += 1  # CR/LF tolerated between TH09 and the terminator too
+    if text[end : end + 1] != term:
         raise AsapError("TH segment does not end with the TH09 terminator", 1, "TH")
-    rest = text[idx + 3 :]
+    rest = text[end + 1 :]
     pieces = rest.split(term)
     if "\n" in rest or "\r" in rest:
         pieces = [p.strip("\r\n") for p in pieces]
