@@ -222,7 +222,7 @@ class Router:
         provider = h.service_provider_id.strip()
         capture_on = route == CASH
 
-        def unit(session: Session) -> tuple[bytes, adjudicate.Decision, int | None]:
+        def unit(session: Session) -> tuple[bytes, adjudicate.Decision, Claim]:
             pharmacy_id = self._pharmacy_id(session, provider)
             fills: list = [None] * n
             priors: list[adjudicate.Prior | None] = [None] * n
@@ -260,11 +260,15 @@ class Router:
                 status=decision.status,
                 reject_codes=decision.reject_codes,
             )
-            return response, decision, None
+            return response, decision, claim
 
-        response, decision, _ = await self._commit(unit)
+        response, decision, claim = await self._commit(unit)
         captured = sum(1 for o in decision.outcomes if o.captured and o.action is not None)
-        fields = {"reject_codes": decision.reject_codes or None, "captured": captured}
+        fields = {
+            "claim_id": claim.id,
+            "reject_codes": decision.reject_codes or None,
+            "captured": captured,
+        }
         return Reply(response, route, decision.status), fields
 
     def _pharmacy_id(self, session: Session, provider: str) -> int | None:
@@ -295,7 +299,7 @@ class Router:
             response = ncpdp.build(responses.transmission_rejected(request, [exc.reject_code]))
             fields = {"payer": label, "reject_codes": [exc.reject_code], "reason": exc.reason}
             return Reply(response, INSURED, "R"), fields
-        status, captured = "?", 0
+        status, captured, claim_id = "?", 0, None
         try:
             parsed = ncpdp.parse(answer)
         except ncpdp.ParseError:
@@ -307,19 +311,23 @@ class Router:
                 statuses.append((st.get("AN") or "?") if st is not None else "?")
             status = statuses[0] if statuses else parsed.header.header_response_status
         try:
-            captured = await self._commit(self._insured_unit(data, answer, request, statuses))
+            claim, captured = await self._commit(
+                self._insured_unit(data, answer, request, statuses)
+            )
+            claim_id = claim.id
         except Exception:
             # the payer has answered; its answer goes back, the capture is counted lost
             log.warning("capture_failed", exc_info=True, extra={"fields": {"route": INSURED}})
             self.metrics.capture_failures.labels(INSURED).inc()
-        return Reply(answer, INSURED, status), {"payer": label, "captured": captured}
+        fields = {"claim_id": claim_id, "payer": label, "captured": captured}
+        return Reply(answer, INSURED, status), fields
 
     def _insured_unit(self, data: bytes, answer: bytes, request: Request, statuses: list[str]):
         h = request.header
         provider = h.service_provider_id.strip()
         code = h.transaction_code
 
-        def unit(session: Session) -> int:
+        def unit(session: Session) -> tuple[Claim, int]:
             pharmacy_id = self._pharmacy_id(session, provider)
             claim = record_claim(
                 session,
@@ -332,9 +340,9 @@ class Router:
             )
             claim.pharmacy_id = pharmacy_id
             answer_claim(session, claim, response=answer, status=statuses[0] if statuses else "?")
-            if pharmacy_id is None:
-                return 0
             done = 0
+            if pharmacy_id is None:
+                return claim, done
             for i, status in enumerate(statuses[: len(request.transactions)]):
                 segs = adjudicate.tx_segments(request, i)
                 sched = adjudicate.schedule(segs, self.schedule_of)
@@ -361,7 +369,7 @@ class Router:
                     if fill.state != "voided":
                         void_fill(session, fill, claim=claim)
                         done += 1
-            return done
+            return claim, done
 
         return unit
 

@@ -1,0 +1,164 @@
+"""`cashcapture serve` as a real process: SIGKILL under load loses and doubles nothing,
+SIGTERM finishes claims in flight, and the logs never carry patient data."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+
+import pytest
+from _adapter_helpers import (
+    PATIENT_PHI,
+    Client,
+    ServerProcess,
+    b1,
+    build,
+    free_port,
+    load,
+    register_pharmacy,
+    statuses,
+    write_config,
+)
+from sqlalchemy import func, select
+
+import ncpdp
+from cashcapture.store import Fill, make_engine, session_factory
+
+pytestmark = pytest.mark.slow
+
+
+def _load(port: int, stop: threading.Event, paid: list[int], sent: list[int], base: int) -> None:
+    """One pharmacy connection sending B1s back to back until the server goes away."""
+    rx = base
+    try:
+        with Client(port, timeout=5) as c:
+            while not stop.is_set():
+                rx += 1
+                sent.append(rx)
+                answer = c.exchange(build(b1(rx=rx)))
+                if statuses(answer) == ["P"]:
+                    paid.append(rx)
+    except (OSError, AssertionError):
+        return
+
+
+def _fill_counts(db_url: str) -> dict[str, int]:
+    engine = make_engine(db_url)
+    try:
+        with session_factory(engine)() as s:
+            rows = s.execute(select(Fill.rx_number, func.count()).group_by(Fill.rx_number))
+            return {rx: n for rx, n in rows}
+    finally:
+        engine.dispose()
+
+
+def test_sigkill_under_load_every_paid_claim_stored_once(tmp_path, migrated_db_url):
+    register_pharmacy(migrated_db_url)
+    port = free_port()
+    cfg = write_config(tmp_path, migrated_db_url, port)
+    server = ServerProcess(cfg, tmp_path / "serve.log")
+    server.wait_listening()
+    stop = threading.Event()
+    paid: list[int] = []
+    sent: list[int] = []
+    threads = [
+        threading.Thread(target=_load, args=(port, stop, paid, sent, 10_000 * (k + 1)))
+        for k in range(4)
+    ]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 20
+    while len(paid) < 150 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    server.proc.send_signal(signal.SIGKILL)  # under load, mid-claim
+    server.proc.wait(10)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    assert len(paid) >= 150
+
+    counts = _fill_counts(migrated_db_url)
+    assert all(counts.get(str(rx)) == 1 for rx in paid), "a paid claim is missing"
+    assert all(n == 1 for n in counts.values())
+    assert set(counts) <= {str(rx) for rx in sent}
+
+    # restarted, the pharmacy retransmits what it sent: paid ones are duplicates (D),
+    # unanswered ones are paid now or were already captured; never a second fill
+    again = ServerProcess(cfg, tmp_path / "serve2.log")
+    again.wait_listening()
+    try:
+        with Client(port) as c:
+            for rx in paid[-20:]:
+                assert statuses(c.exchange(build(b1(rx=rx)))) == ["D"]
+            unanswered = sorted(set(sent) - set(paid))
+            for rx in unanswered:
+                assert statuses(c.exchange(build(b1(rx=rx)))) in (["P"], ["D"])
+    finally:
+        assert again.stop(signal.SIGTERM) == 0
+    counts = _fill_counts(migrated_db_url)
+    assert all(n == 1 for n in counts.values())
+    assert {str(rx) for rx in sent} <= set(counts)
+
+
+def test_sigterm_finishes_claims_in_flight(tmp_path, migrated_db_url):
+    register_pharmacy(migrated_db_url)
+    port = free_port()
+    server = ServerProcess(write_config(tmp_path, migrated_db_url, port), tmp_path / "serve.log")
+    server.wait_listening()
+    stop = threading.Event()
+    paid: list[int] = []
+    sent: list[int] = []
+    threads = [
+        threading.Thread(target=_load, args=(port, stop, paid, sent, 50_000 * (k + 1)))
+        for k in range(4)
+    ]
+    for t in threads:
+        t.start()
+    while len(paid) < 50:
+        time.sleep(0.02)
+    assert server.stop(signal.SIGTERM) == 0
+    stop.set()
+    for t in threads:
+        t.join(10)
+    counts = _fill_counts(migrated_db_url)
+    assert all(counts.get(str(rx)) == 1 for rx in paid)
+    events = [json.loads(line)["event"] for line in server.log_path.read_text().splitlines()]
+    assert "draining" in events and events[-1] == "stopped"
+
+
+def test_logs_carry_no_patient_data(tmp_path, db_url):
+    register_pharmacy(db_url)
+    port = free_port()
+    server = ServerProcess(write_config(tmp_path, db_url, port), tmp_path / "serve.log")
+    server.wait_listening()
+    incomplete = b1(rx=4242)
+    pat = ncpdp.find(incomplete.segments, "01")
+    pat.fields = [(c, "PO BOX 9 HOLLOWAY" if c == "CM" else v) for c, v in pat.fields]
+    claims = [
+        load("b1_cash.dat"),
+        load("b1_cash.dat"),  # duplicate
+        load("b1_cash_4_transactions.dat"),
+        load("b1_compound.dat"),
+        load("b3_rebill.dat"),
+        load("b2_reversal.dat"),
+        load("b1_insured.dat"),  # no route configured: rejected
+        build(incomplete),
+        load("b1_cash.dat")[:56] + b"\x1eMARGARET HOLLOWAY",  # unreadable body
+    ]
+    try:
+        with Client(port) as c:
+            answers = [c.exchange(m) for m in claims]
+    finally:
+        assert server.stop(signal.SIGTERM) == 0
+    assert statuses(answers[0]) == ["P"] and statuses(answers[1]) == ["D"]
+    assert statuses(answers[7]) == ["R"]
+    log = server.log_path.read_text()
+    lines = [json.loads(line) for line in log.splitlines()]
+    claim_lines = [r for r in lines if r["event"] == "claim"]
+    assert len(claim_lines) == 8
+    assert {"claim_id", "pharmacy", "route", "status", "latency_ms"} <= set(claim_lines[0])
+    assert any(r.get("reject_codes") == ["CM"] for r in claim_lines)
+    for phi in PATIENT_PHI:
+        assert phi not in log, f"patient data in the log: {phi}"
