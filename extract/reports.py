@@ -203,7 +203,7 @@ def rejects(session: Session, zone: ZoneInfo, include_resolved: bool = False) ->
             rej.message,
             _day(rej.created_at, zone) + (" (resolved)" if rej.resolved_at else ""),
         )
-        for rej, fill, dea in session.execute(stmt).tuples()
+        for rej, fill, dea in session.execute(stmt)
     ]
     return Report("Records held back", REJECT_COLUMNS, rows)
 
@@ -220,7 +220,10 @@ def to_csv(report: Report) -> str:
 
 
 def render(report: Report, console: Console | None = None) -> None:
-    console = console or Console()
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # piped or logged: don't fold file names at 80 columns
+            console = Console(width=240)
     if not report.rows:
         console.print(f"{report.title}: nothing found")
         return

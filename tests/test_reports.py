@@ -1,0 +1,118 @@
+"""The operator's commands end to end: run-daily, status, recap, rejects, the run lock."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+
+from _extract_helpers import TODAY, good_fill, pharmacies, sessions  # noqa: F401
+from _sftp_server import remote_files, sftp_server  # noqa: F401
+
+import cli
+from cashcapture.store import make_engine
+from extract.runlock import run_lock
+
+
+def config_file(tmp_path, server) -> str:
+    path = tmp_path / "cc.toml"
+    path.write_text('[extract]\ntimezone = "UTC"\nzero_reports = "off"\n\n' + server.info.toml())
+    return str(path)
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_run_daily_status_recap_rejects(sessions, sftp_server, tmp_path, migrated_db_url, capsys):  # noqa: F811
+    with sessions.begin() as s:
+        ph = pharmacies(s)
+        good_fill(s, ph["solo"], "A1")
+        good_fill(s, ph["solo"], "A2", ndc="00000000000")
+        good_fill(s, ph["chain2"], "C1")
+    cfg = config_file(tmp_path, sftp_server)
+    db = ["--db", migrated_db_url, "--config", cfg]
+    code, out, err = run(capsys, "run-daily", "--date", TODAY.isoformat(), *db)
+    assert code == 1  # a record was held back: the operator must look
+    assert "1 held back" in out and out.count("uploaded    PMP_KY_") == 2
+    assert len(remote_files(sftp_server)) == 2
+    assert "DOE" not in out + err and "K12345678" not in out + err  # no patient data
+
+    code, out, _ = run(capsys, "status", "--from", TODAY.isoformat(), "--csv", *db)
+    lines = out.splitlines()
+    assert code == 0 and lines[0].startswith("Submitted Date,Processed Date,File Name")
+    solo = next(line for line in lines if "FP1234563" in line).split(",")
+    assert solo[5:9] == ["2", "1", "Accept", "uploaded"]
+
+    month = dt.datetime.now(dt.UTC).strftime("%Y-%m")
+    code, out, _ = run(capsys, "recap", "--month", month, "--csv", *db)
+    rows = [line.split(",") for line in out.splitlines()]
+    assert rows[0][0] == "DEANumber" and sorted(r[0] for r in rows[1:]) == [
+        "BC7710432",
+        "FP1234563",
+    ]
+    assert all(r[3] == "1" for r in rows[1:])
+    code, out, _ = run(capsys, "recap", "--month", month, *db)
+    assert "ProcessFileName" in out and "FP1234563" in out
+
+    code, out, _ = run(capsys, "rejects", "--csv", *db)
+    assert out.splitlines()[1].startswith("FP1234563,0,A2,")
+    assert "DIS_PRODUCT_ID : NDC Number is not in State specified Drug List" in out
+
+
+def test_bad_input_is_one_line_and_status_2(tmp_path, capsys):
+    for argv in (
+        ["recap", "--month", "2024-13"],
+        ["status", "--from", "yesterday"],
+        ["extract", "--config", str(tmp_path / "missing.toml")],
+    ):
+        code, out, err = run(capsys, *argv, "--db", f"sqlite:///{tmp_path}/x.db")
+        assert code == 2 and len(err.strip().splitlines()) == 1, (argv, err)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[extract]\nzero_reports = "hourly"\n')
+    code, _, err = run(capsys, "extract", "--config", str(bad))
+    assert code == 2 and "zero_reports" in err
+
+
+def test_two_runs_never_overlap(tmp_path, migrated_db_url):
+    """While one process holds the run lock, run-daily in another refuses at once."""
+    (tmp_path / "cc.toml").write_text('[extract]\ntimezone = "UTC"\nzero_reports = "off"\n')
+    engine = make_engine(migrated_db_url)
+    try:
+        with run_lock(engine):
+            busy = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "cli",
+                    "run-daily",
+                    "--db",
+                    migrated_db_url,
+                    "--config",
+                    str(tmp_path / "cc.toml"),
+                ],
+                capture_output=True,
+                timeout=60,
+                env=dict(os.environ),
+            )
+            assert busy.returncode == 75 and b"another extract/submit run" in busy.stderr
+        free = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cli",
+                "extract",
+                "--db",
+                migrated_db_url,
+                "--config",
+                str(tmp_path / "cc.toml"),
+            ],
+            capture_output=True,
+            timeout=60,
+        )
+        assert free.returncode == 0, free.stderr
+    finally:
+        engine.dispose()
