@@ -33,6 +33,9 @@ class AsapError(ValueError):
     """An ASAP file (or value) that cannot be read or written: where and why."""
 
     def __init__(self, reason: str, segment: int | None = None, segment_id: str = ""):
+        # One line, always: control characters from a bad file are shown escaped.
+        reason = reason if reason.isprintable() else repr(reason)[1:-1]
+        segment_id = segment_id if segment_id.isprintable() else repr(segment_id)[1:-1]
         self.reason = reason
         self.segment = segment  # 1-based ordinal of the segment in the file (TH = 1)
         self.segment_id = segment_id
