@@ -13,14 +13,20 @@ from __future__ import annotations
 import argparse
 import io
 import platform
+import sys
 import time
 from datetime import date
+from pathlib import Path
 
-from cashcapture import drugs
-from extract.asap.samples import DAY, header, records
-from extract.reader import read
-from extract.validate import Validator, validate_record
-from extract.writer import AsapWriter
+# bench/extract.py (another benchmark) would shadow the extract package.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
+
+from cashcapture import drugs  # noqa: E402
+from extract.asap.samples import DAY, header, records  # noqa: E402
+from extract.reader import read  # noqa: E402
+from extract.validate import Validator, validate_record  # noqa: E402
+from extract.writer import AsapWriter  # noqa: E402
 
 
 def main() -> None:
