@@ -23,6 +23,9 @@ from datetime import date
 from typing import Any
 
 from extract.asap import KIND_DATE, KIND_DECIMAL, KIND_NUMERIC, Element, table
+from extract.asap.codec import (
+    DECIMAL_PATTERN as _DECIMAL,
+)
 from extract.asap.codec import AsapError, RawRecord, Trailer, encode, format_date, split, structure
 from extract.records import Record
 from extract.rules import PO_BOX_OFF, PO_BOX_WARNING, ElementRule, StateRules
@@ -32,7 +35,6 @@ FATAL = "file failed"
 REJECT = "reject"
 WARNING = "warning"
 
-_DECIMAL = re.compile(r"\d+(?:\.\d+)?\Z")
 _TIME = re.compile(r"([01]\d|2[0-3])[0-5]\d(?:[0-5]\d)?\Z")
 _DEA = re.compile(r"[A-Z][A-Z9]\d{7}\Z")
 _DAYS = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
@@ -44,6 +46,7 @@ __all__ = [
     "Problem",
     "Report",
     "Validator",
+    "dea_check_digit",
     "dea_is_valid",
     "ssn_is_valid",
     "validate",
@@ -185,12 +188,15 @@ class Report:
 # --- pure helpers -----------------------------------------------------------
 
 
+def dea_check_digit(six_digits: str) -> int:
+    """(1st + 3rd + 5th) + 2 x (2nd + 4th + 6th), last digit."""
+    d = [ord(c) - 48 for c in six_digits]
+    return (d[0] + d[2] + d[4] + 2 * (d[1] + d[3] + d[5])) % 10
+
+
 def dea_is_valid(dea: str) -> bool:
     """Two letters (second may be 9) and seven digits whose last is the check digit."""
-    if not _DEA.match(dea):
-        return False
-    d = [ord(c) - 48 for c in dea[2:]]
-    return (d[0] + d[2] + d[4] + 2 * (d[1] + d[3] + d[5])) % 10 == d[6]
+    return _DEA.match(dea) is not None and dea_check_digit(dea[2:8]) == ord(dea[8]) - 48
 
 
 def ssn_is_valid(ssn: str, max_area: int = 772) -> bool:

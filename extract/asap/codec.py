@@ -24,7 +24,7 @@ from extract.asap import (
     Table,
 )
 
-_DECIMAL = re.compile(r"\d+(?:\.\d+)?\Z")
+DECIMAL_PATTERN = _DECIMAL = re.compile(r"\d+(?:\.\d+)?\Z")  # metric decimal, no sign
 _DATE = re.compile(r"\d{8}\Z")
 _TIME = re.compile(r"(\d\d)(\d\d)(\d\d)?\Z")
 

@@ -37,9 +37,9 @@ DAY = date(2024, 3, 4)
 
 def dea(letters: str, six_digits: str) -> str:
     """A DEA number with its check digit."""
-    d = [int(c) for c in six_digits]
-    check = (d[0] + d[2] + d[4] + 2 * (d[1] + d[3] + d[5])) % 10
-    return f"{letters}{six_digits}{check}"
+    from extract.validate import dea_check_digit
+
+    return f"{letters}{six_digits}{dea_check_digit(six_digits)}"
 
 
 def header(control: str = "CC20240304000001", created: datetime | None = None) -> Header:
