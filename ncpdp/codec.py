@@ -14,6 +14,8 @@ does a slower walk find the offset and reason for the ParseError.
 from __future__ import annotations
 
 import re
+from itertools import chain
+from operator import itemgetter
 
 from .errors import BuildError, ParseError
 from .header import LENGTHS, RequestHeader, ResponseHeader, build_header, parse_header
@@ -121,20 +123,54 @@ def build(msg: Request | Response) -> bytes:
         raise BuildError("build takes a Request or a Response")
     head = build_header(msg.header)
     try:
-        parts = [_segment_wire(s) for s in msg.segments]
-        for t in msg.transactions:
-            if not t:
-                raise BuildError("a transaction group needs at least one segment")
-            parts.append(GS)
-            parts.extend([_segment_wire(s) for s in t])
-        body = "".join(parts).encode("latin-1")
+        body = _body(msg.segments, msg.transactions)
     except BuildError:
         raise
     except UnicodeEncodeError:
         raise BuildError("a field value has a character outside latin-1") from None
-    except (TypeError, AttributeError):
-        raise BuildError("segments must be Segment objects with string codes and values") from None
+    except (TypeError, AttributeError, ValueError):
+        raise BuildError(
+            "segments must be Segment objects with (code, value) string pairs"
+        ) from None
     return head + body
+
+
+def _body(segments: list[Segment], transactions: list[list[Segment]]) -> bytes:
+    """Wire text of all segments, checked once per message in C: one RS per segment,
+    one GS per transaction, one FS per segment and field, ids, pairs and codes of 2."""
+    parts: list[str] = []
+    held: list[list[tuple[str, str]]] = []  # field lists not checked when parsed
+    ids: list[str] = []
+    n_fs = 0
+    for k, group in enumerate((segments, *transactions)):
+        if k:
+            if not group:
+                raise BuildError("a transaction group needs at least one segment")
+            parts.append(GS)
+        for s in group:
+            ids.append(s.id)
+            raw = s._raw
+            if raw is None:
+                fields = s._fields
+                held.append(fields)  # type: ignore[arg-type]
+                n_fs += len(fields)  # type: ignore[arg-type]
+                raw = FS + FS.join(map("".join, fields)) if fields else ""  # type: ignore[arg-type]
+            else:
+                n_fs += raw.count(FS)
+            parts.append(_HEAD + s.id + raw)
+    body = "".join(parts)
+    pairs = list(chain.from_iterable(held))
+    if (
+        body.count(RS) != len(ids)
+        or body.count(GS) != len(transactions)
+        or body.count(FS) != len(ids) + n_fs
+        or (ids and set(map(len, ids)) != _TWO)
+        or (pairs and (set(map(len, pairs)) != _TWO or set(map(len, map(_first, pairs))) != _TWO))
+    ):
+        for s in chain(segments, *transactions):
+            _segment_wire(s)  # names the culprit
+        raise BuildError("segment ids, field IDs or values carry separators")
+    return body.encode("latin-1")
 
 
 def _segment_wire(s: Segment) -> str:
@@ -142,16 +178,26 @@ def _segment_wire(s: Segment) -> str:
     if len(sid) != 2 or FS in sid or GS in sid or RS in sid:
         raise BuildError("segment id must be 2 characters without separators")
     if s._raw is not None:  # as parsed: checked when it was read
-        return RS + FS + "AM" + sid + s._raw
+        return _HEAD + sid + s._raw
     fields = s._fields
-    wire = "".join([FS + c + v for c, v in fields])  # type: ignore[union-attr]
+    if not fields:
+        return _HEAD + sid
+    # Every check stays in C (no per-field Python code): pairs of 2, codes of 2
+    # characters, one FS per field, no GS/RS inside values.
+    wire = FS + FS.join(map("".join, fields))
     if (
-        wire.count(FS) != len(fields)  # type: ignore[arg-type]
+        wire.count(FS) != len(fields)
         or GS in wire
         or RS in wire
-        or not all(len(c) == 2 for c, _ in fields)  # type: ignore[union-attr]
+        or set(map(len, fields)) != _TWO
+        or set(map(len, map(_first, fields))) != _TWO
     ):
         raise BuildError(
             f"segment {sid}: field IDs must be 2 characters and values free of separators"
         )
-    return RS + FS + "AM" + sid + wire
+    return _HEAD + sid + wire
+
+
+_HEAD = RS + FS + "AM"
+_TWO = {2}
+_first = itemgetter(0)

@@ -7,7 +7,7 @@ public API. The same Struct parses and builds; values stay raw wire strings
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 
 from construct import Bytes, Struct
 
@@ -76,6 +76,8 @@ for _kind, _cls in _CLASSES.items():  # the table and the class must agree on th
 STRUCTS = {
     kind: Struct(*(attr / Bytes(s.length) for attr, s in SLOTS[kind])).compile() for kind in SLOTS
 }
+_ATTRS = {kind: [a for a, _ in SLOTS[kind]] for kind in SLOTS}
+_WIDTHS = {kind: [s.length for _, s in SLOTS[kind]] for kind in SLOTS}
 _COUNT_INDEX = {kind: [a for a, _ in SLOTS[kind]].index("transaction_count") for kind in SLOTS}
 
 
@@ -90,35 +92,69 @@ def _padded(kind: str, values: dict[str, object]) -> dict[str, object]:
     return out
 
 
+# Headers repeat: a pharmacy's claims share BIN, PCN, provider, date and vendor ID.
+# Both directions remember what the construct Structs produced for recent headers
+# (exact bytes <-> exact values), so construct stays the only code laying out the
+# bytes while the hot path skips it for a header it has seen. CACHE_SIZE = 0 disables.
+CACHE_SIZE = 4096
+_parsed: dict[bytes, tuple] = {}
+_built: dict[tuple, bytes] = {}
+
+
+def _remember(cache: dict, key: object, value: object) -> None:
+    if len(cache) >= CACHE_SIZE:
+        cache.clear()
+    if CACHE_SIZE:
+        cache[key] = value
+
+
 def parse_header(kind: str, data: bytes) -> RequestHeader | ResponseHeader:
     """Header at the start of data (caller checked the length)."""
-    c = STRUCTS[kind].parse(data)
-    vals = [c[a].decode("latin-1") for a, _ in SLOTS[kind]]
-    i = _COUNT_INDEX[kind]
-    count = vals[i]
-    if not ("0" <= count <= "9"):
-        start = sum(s.length for _, s in SLOTS[kind][:i])
-        raise ParseError(start, "transaction count (109-A9) is not a digit")
-    vals[i] = int(count)
+    raw = data[: LENGTHS[kind]]
+    vals = _parsed.get(raw)
+    if vals is None:
+        c = STRUCTS[kind].parse(raw)
+        decoded = [c[a].decode("latin-1") for a in _ATTRS[kind]]
+        i = _COUNT_INDEX[kind]
+        count = decoded[i]
+        if not ("0" <= count <= "9"):
+            start = sum(s.length for _, s in SLOTS[kind][:i])
+            raise ParseError(start, "transaction count (109-A9) is not a digit")
+        decoded[i] = int(count)
+        vals = tuple(decoded)
+        _remember(_parsed, raw, vals)
     return _CLASSES[kind](*vals)
 
 
 def build_header(header: RequestHeader | ResponseHeader) -> bytes:
     kind = "request" if isinstance(header, RequestHeader) else "response"
-    vals = list(astuple(header))
-    packed = {}
-    for (attr, slot), v in zip(SLOTS[kind], vals, strict=True):
-        if attr == "transaction_count":
-            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 9:
-                raise BuildError("header transaction_count must be an int 0-9")
-            v = str(v)
-        if not isinstance(v, str):
-            raise BuildError(f"header {attr} must be a string")
-        try:
-            b = v.encode("latin-1")
-        except UnicodeEncodeError:
-            raise BuildError(f"header {attr} has a character outside latin-1") from None
-        if len(b) != slot.length:
-            raise BuildError(f"header {attr} must be exactly {slot.length} characters (padded)")
-        packed[attr] = b
-    return STRUCTS[kind].build(packed)
+    attrs = _ATTRS[kind]
+    vals = [getattr(header, a) for a in attrs]
+    key = (kind, *vals)
+    try:
+        done = _built.get(key)
+    except TypeError:  # an unhashable value: reported below
+        done = None
+    if done is not None:
+        return done
+    i = _COUNT_INDEX[kind]
+    count = vals[i]
+    if type(count) is not int or not 0 <= count <= 9:
+        raise BuildError("header transaction_count must be an int 0-9")
+    vals[i] = str(count)
+    try:
+        if [len(v) for v in vals] != _WIDTHS[kind]:
+            raise TypeError
+        packed = {a: v.encode("latin-1") for a, v in zip(attrs, vals, strict=True)}
+    except (TypeError, AttributeError, UnicodeEncodeError):
+        for (attr, slot), v in zip(SLOTS[kind], vals, strict=True):
+            if not isinstance(v, str):
+                raise BuildError(f"header {attr} must be a string") from None
+            if len(v) != slot.length:
+                raise BuildError(
+                    f"header {attr} must be exactly {slot.length} characters (padded)"
+                ) from None
+        raise BuildError("a header value has a character outside latin-1") from None
+    out = STRUCTS[kind].build(packed)
+    _remember(_built, key, out)
+    return out

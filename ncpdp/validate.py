@@ -9,9 +9,7 @@ field, never its value.
 from __future__ import annotations
 
 import csv
-import datetime
 import re
-from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
 
@@ -47,7 +45,8 @@ class Problem:
 class _Rules:
     required: tuple[str, ...]  # segment ids
     not_used: tuple[str, ...]
-    fields: dict[str, tuple[str, ...]]  # segment id -> mandatory field codes (when sent)
+    fields: dict[str, frozenset[str]]  # segment id -> mandatory fields (when sent)
+    repeating: dict[str, tuple[str, ...]]  # segment id -> mandatory fields of each repeat
 
 
 def _load_rules() -> dict[str, _Rules]:
@@ -63,28 +62,72 @@ def _load_rules() -> dict[str, _Rules]:
                     req.append(r["segment"])
                 elif r["rule"] == "N":
                     nu.append(r["segment"])
-    return {
-        tc: _Rules(tuple(req), tuple(nu), {s: tuple(v) for s, v in flds.items()})
-        for tc, (req, nu, flds) in acc.items()
-    }
+    out = {}
+    for tc, (req, nu, flds) in acc.items():
+        plain = {k: frozenset(c for c in v if k not in FIELDS[c].counters) for k, v in flds.items()}
+        reps = {k: tuple(c for c in v if k in FIELDS[c].counters) for k, v in flds.items()}
+        out[tc] = _Rules(tuple(req), tuple(nu), plain, {k: v for k, v in reps.items() if v})
+    return out
 
 
 RULES = _load_rules()
 
 
-def _pattern(f: FieldDef) -> re.Pattern[str]:
+_DAY = (
+    "(?:(?:0[13578]|1[02])(?:0[1-9]|[12][0-9]|3[01])"
+    "|(?:0[469]|11)(?:0[1-9]|[12][0-9]|30)"
+    "|02(?:0[1-9]|1[0-9]|2[0-8]))"
+)
+_LEAP_YEAR = "(?:19(?:0[48]|[2468][048]|[13579][26])|20(?:0[048]|[2468][048]|[13579][26]))"
+# CCYYMMDD, a real calendar day in 1900-2099 (29 February only in leap years).
+_DATE = f"(?:(?:19|20)[0-9]{{2}}{_DAY}|{_LEAP_YEAR}0229)"
+
+
+def _value_pattern(f: FieldDef) -> str:
+    """Regex of a non-empty wire value of this field (no separators)."""
     n = f.max_length
     if f.kind == "text":
-        return re.compile(f".{{0,{n}}}", re.DOTALL)
+        return f"[^\x1c]{{1,{n}}}"
     if f.kind == "money":
-        return re.compile(f"[0-9]{{0,{n - 1}}}[{{}}A-R]")
+        return f"[0-9]{{0,{n - 1}}}[{{}}A-R]"
     if f.kind == "date":
-        return re.compile("(?:19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])")
-    return re.compile(f"[0-9]{{1,{n}}}")
+        return _DATE
+    return f"[0-9]{{1,{n}}}"
 
 
-_CHECK = {code: _pattern(f).fullmatch for code, f in FIELDS.items()}
-_DATES = frozenset(code for code, f in FIELDS.items() if f.kind == "date")
+def _segment_pattern(codes: list[str]) -> re.Pattern[str]:
+    """One regex over a segment's wire text that matches when each of `codes` has a
+    value fitting its format (or empty); other codes pass: the fast path."""
+    by_first: dict[str, list[str]] = {}
+    for code in sorted(codes):
+        by_first.setdefault(code[0], []).append(code[1])
+    known = "|".join(
+        f"{re.escape(a)}(?:"
+        + "|".join(f"{re.escape(b)}(?:{_value_pattern(FIELDS[a + b])})?" for b in bs)
+        + ")"
+        for a, bs in by_first.items()
+    )
+    is_known = "|".join(
+        f"{re.escape(a)}[{''.join(re.escape(b) for b in bs)}]" for a, bs in by_first.items()
+    )
+    other = f"(?!{is_known})[^\x1c]{{2}}[^\x1c]*"
+    return re.compile(f"(?:\x1c(?:{known}|{other}))*", re.DOTALL)
+
+
+# segment id -> field codes the dictionary defines there (their formats are checked)
+_SEGMENT_CODES: dict[str, list[str]] = {}
+for _code, _f in FIELDS.items():
+    for _seg in _f.segments:
+        _SEGMENT_CODES.setdefault(_seg, []).append(_code)
+_SEGMENT_OK = {seg: _segment_pattern(codes).fullmatch for seg, codes in _SEGMENT_CODES.items()}
+_CHECK = {code: re.compile(_value_pattern(f), re.DOTALL).fullmatch for code, f in FIELDS.items()}
+# codes of the fields that carry a value, in wire order
+_CODES = re.compile("\x1c([^\x1c]{2})(?=[^\x1c])", re.DOTALL).findall
+# segment id -> {repeating field code: counter field code}
+_REPEATS: dict[str, dict[str, str]] = {}
+for _code, _f in FIELDS.items():
+    for _seg, _counter in _f.counters.items():
+        _REPEATS.setdefault(_seg, {})[_code] = _counter
 
 
 def _reject_for(code: str, seg_id: str) -> str:
@@ -92,11 +135,7 @@ def _reject_for(code: str, seg_id: str) -> str:
 
 
 def _valid_date(v: str) -> bool:
-    try:
-        datetime.date(int(v[:4]), int(v[4:6]), int(v[6:]))
-    except ValueError:
-        return False
-    return True
+    return re.fullmatch(_DATE, v) is not None
 
 
 def validate(request: Request) -> list[Problem]:
@@ -166,51 +205,57 @@ def _header(request: Request, out: list[Problem]) -> None:
 
 def _segment(s: Segment, ti: int | None, rules: _Rules | None, out: list[Problem]) -> None:
     seg_id = s.id
-    fields = s.fields
-    check = _CHECK
-    for code, v in fields:
-        ok = check.get(code)
-        if ok is None or v == "":
-            continue
-        if ok(v) is None or (code in _DATES and not _valid_date(v)):
+    raw = s.wire()
+    ok = _SEGMENT_OK.get(seg_id)
+    if ok is not None and ok(raw) is None:
+        _format_problems(s, ti, out)
+    codes = _CODES(raw)
+    reps = _REPEATS.get(seg_id)
+    if reps and not reps.keys().isdisjoint(codes):  # repeating fields against their counters
+        for code, counter in reps.items():
+            n = codes.count(code)
+            limit = _total(s, counter) if n else 0
+            if limit is None or n > limit:
+                what = f"{n} {field_name(code)} ({code})"
+                out.append(
+                    Problem(
+                        _reject_for(counter, seg_id),
+                        counter,
+                        ti,
+                        f"{field_name(counter)} ({counter}) does not cover {what}",
+                    )
+                )
+    if rules is None:
+        return
+    need = rules.fields.get(seg_id)
+    missing = sorted(need.difference(codes)) if need else []
+    for code in rules.repeating.get(seg_id, ()):
+        if codes.count(code) < (_total(s, reps[code]) or 1):  # type: ignore[index]
+            missing.append(code)
+    for code in missing:
+        out.append(
+            Problem(
+                _reject_for(code, seg_id),
+                code,
+                ti,
+                f"{field_name(code)} ({code}) is missing from {segment_name(seg_id)}",
+            )
+        )
+
+
+def _format_problems(s: Segment, ti: int | None, out: list[Problem]) -> None:
+    """The slow path: which fields do not fit their format."""
+    mine = _SEGMENT_CODES.get(s.id, ())
+    for code, v in s.fields:
+        ok = _CHECK.get(code)
+        if ok is not None and v and code in mine and ok(v) is None:
             f = FIELDS[code]
             out.append(
                 Problem(
-                    _reject_for(code, seg_id),
+                    _reject_for(code, s.id),
                     code,
                     ti,
                     f"{f.name} ({code}) is not a valid {f.format} value",
-                )
-            )
-    counts = Counter(c for c, v in fields if v != "")
-    for code, n in counts.items():  # repeating fields against their counters
-        f = FIELDS.get(code)
-        counter = f.counters.get(seg_id) if f else None
-        if counter is None:
-            continue
-        limit = _total(s, counter)
-        if limit is None or n > limit:
-            out.append(
-                Problem(
-                    _reject_for(counter, seg_id),
-                    counter,
-                    ti,
-                    f"{field_name(counter)} ({counter}) does not cover {n} {f.name} ({code})",
-                )
-            )
-    if rules is None:
-        return
-    for code in rules.fields.get(seg_id, ()):
-        n = counts.get(code, 0)
-        counter = FIELDS[code].counters.get(seg_id) if code in FIELDS else None
-        need = 1 if counter is None else (_total(s, counter) or 1)
-        if n < need:
-            out.append(
-                Problem(
-                    _reject_for(code, seg_id),
-                    code,
-                    ti,
-                    f"{field_name(code)} ({code}) is missing from {segment_name(seg_id)}",
                 )
             )
 

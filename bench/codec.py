@@ -1,0 +1,193 @@
+"""Codec throughput, ours against dzero-python 1.0.2, on the fixtures/ncpdp messages.
+
+    .venv/bin/python bench/codec.py [--seconds 1.0]
+
+Rows (messages per second over the whole fixture set, best of 3 runs):
+  parse                  ours: ncpdp.parse(bytes)      dzero: Request/Response.parse(str)
+  parse+typed+validate   ours: parse, typed access to a set of fields, validate (requests)
+                         dzero: parse and the same field look-ups (dzero has no D.0 rules
+                         and no typed access; it gets the raw strings)
+  build                  ours: ncpdp.build of messages held as field lists (from JSON)
+                         dzero: to_s() of its parsed objects
+  validate+build         ours: validate (requests) then build      dzero: to_s()
+  build (as parsed)      ours: ncpdp.build of the parsed message (kept wire text)
+dzero is handed str already decoded from latin-1 (its API takes str): that favours dzero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import dzero_python as dz  # noqa: E402
+
+import ncpdp  # noqa: E402
+
+# fields read in the "typed access" rows: (segment, field)
+ACCESS = {
+    "request": [
+        ("07", "D2"),
+        ("07", "D7"),
+        ("07", "E7"),
+        ("07", "D5"),
+        ("07", "DE"),
+        ("11", "DU"),
+        ("01", "C4"),
+        ("01", "CB"),
+    ],
+    "response": [("21", "AN"), ("22", "D2"), ("23", "F5"), ("23", "F9")],
+}
+
+
+def load() -> list[bytes]:
+    return [p.read_bytes() for p in sorted((ROOT / "fixtures" / "ncpdp").glob("*.dat"))]
+
+
+def rate(fn: Callable[[], None], n_msgs: int, seconds: float) -> float:
+    """Messages per second: best of 3 runs of about `seconds` each."""
+    t0 = time.perf_counter()
+    fn()
+    one = max(time.perf_counter() - t0, 1e-6)
+    rounds = max(1, int(seconds / one))
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(rounds):
+            fn()
+        best = min(best, time.perf_counter() - t0)
+    return rounds * n_msgs / best
+
+
+def ours_parse(msgs: list[bytes]) -> Callable[[], None]:
+    parse = ncpdp.parse
+
+    def run() -> None:
+        for b in msgs:
+            parse(b)
+
+    return run
+
+
+def ours_full(msgs: list[bytes]) -> Callable[[], None]:
+    parse, validate, typed, find = ncpdp.parse, ncpdp.validate, ncpdp.typed, ncpdp.find
+
+    def run() -> None:
+        for b in msgs:
+            m = parse(b)
+            groups = m.transactions or [[]]
+            for t in groups:
+                segs = m.segments + t
+                for seg_id, code in ACCESS[m.kind]:
+                    s = find(segs, seg_id)
+                    if s is not None and (raw := s.get(code)) is not None:
+                        typed(code, raw)
+            if m.kind == "request":
+                validate(m)
+
+    return run
+
+
+def ours_build(msgs: list[bytes], validate_first: bool) -> Callable[[], None]:
+    held = [ncpdp.from_json(ncpdp.to_json(ncpdp.parse(b))) for b in msgs]
+    build, validate = ncpdp.build, ncpdp.validate
+
+    def run() -> None:
+        for m in held:
+            if validate_first and m.kind == "request":
+                validate(m)
+            build(m)
+
+    return run
+
+
+def ours_build_parsed(msgs: list[bytes]) -> Callable[[], None]:
+    held = [ncpdp.parse(b) for b in msgs]
+    build = ncpdp.build
+
+    def run() -> None:
+        for m in held:
+            build(m)
+
+    return run
+
+
+def _dz_class(s: str):
+    return dz.Response if s.startswith("D0") else dz.Request
+
+
+def dz_parse(msgs: list[bytes]) -> Callable[[], None]:
+    items = [(_dz_class(s), s) for s in (b.decode("latin-1") for b in msgs)]
+
+    def run() -> None:
+        for cls, s in items:
+            cls.parse(s)
+
+    return run
+
+
+def dz_full(msgs: list[bytes]) -> Callable[[], None]:
+    items = [
+        (_dz_class(s), s, "response" if s.startswith("D0") else "request")
+        for s in (b.decode("latin-1") for b in msgs)
+    ]
+
+    def run() -> None:
+        for cls, s, kind in items:
+            t = cls.parse(s)
+            groups = t.transaction_groups or [None]
+            for g in groups:
+                segs = t.transmission_group.segments + (g.segments if g else [])
+                for seg_id, code in ACCESS[kind]:
+                    for seg in segs:
+                        if seg.__class__.segment_identifier == seg_id:
+                            seg[code]
+                            break
+
+    return run
+
+
+def dz_build(msgs: list[bytes]) -> Callable[[], None]:
+    held = [_dz_class(s).parse(s) for s in (b.decode("latin-1") for b in msgs)]
+
+    def run() -> None:
+        for t in held:
+            t.to_s()
+
+    return run
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
+    args = ap.parse_args()
+    msgs = load()
+    n = len(msgs)
+    lossless = sum(_dz_class(s).parse(s).to_s() == s for s in (b.decode("latin-1") for b in msgs))
+    rows = [
+        ("parse", ours_parse(msgs), dz_parse(msgs)),
+        ("parse+typed+validate", ours_full(msgs), dz_full(msgs)),
+        ("build", ours_build(msgs, False), dz_build(msgs)),
+        ("validate+build", ours_build(msgs, True), dz_build(msgs)),
+        ("build (as parsed)", ours_build_parsed(msgs), dz_build(msgs)),
+    ]
+    print(
+        f"{n} fixture messages ({sum(map(len, msgs))} bytes), Python "
+        f"{platform.python_version()}, {platform.machine()}"
+    )
+    print(f"dzero rebuilds {lossless}/{n} byte for byte; ours {n}/{n}")
+    print(f"{'operation':24} {'ours msg/s':>12} {'dzero msg/s':>12} {'ratio':>7}")
+    for name, ours, theirs in rows:
+        a, b = rate(ours, n, args.seconds), rate(theirs, n, args.seconds)
+        print(f"{name:24} {a:12,.0f} {b:12,.0f} {a / b:7.2f}")
+    print("goals: parse+typed+validate >= 3x dzero parse; validate+build >= 2x dzero build")
+
+
+if __name__ == "__main__":
+    main()
