@@ -109,6 +109,16 @@ def find_all(segments: Iterable[Segment], seg_id: str) -> list[Segment]:
     return [s for s in segments if s.id == seg_id]
 
 
+def _shape(msg: Request | Response, first: str) -> str:
+    """repr: ids and codes only, never field values (reprs end up in logs)."""
+    h = msg.header
+    return (
+        f"{type(msg).__name__}({h.transaction_code!r}, {first}, count={h.transaction_count}, "
+        f"segments={[s.id for s in msg.segments]}, "
+        f"transactions={[[s.id for s in t] for t in msg.transactions]})"
+    )
+
+
 @dataclass(eq=True, repr=False)
 class Request:
     """A request transmission: header, message-level segments, transaction groups."""
@@ -119,12 +129,7 @@ class Request:
     transactions: list[list[Segment]] = field(default_factory=list)
 
     def __repr__(self) -> str:
-        h = self.header
-        return (
-            f"Request({h.transaction_code!r}, bin={h.bin!r}, count={h.transaction_count}, "
-            f"segments={[s.id for s in self.segments]}, "
-            f"transactions={[[s.id for s in t] for t in self.transactions]})"
-        )
+        return _shape(self, f"bin={self.header.bin!r}")
 
 
 @dataclass(eq=True, repr=False)
@@ -137,12 +142,7 @@ class Response:
     transactions: list[list[Segment]] = field(default_factory=list)
 
     def __repr__(self) -> str:
-        h = self.header
-        return (
-            f"Response({h.transaction_code!r}, status={h.header_response_status!r}, "
-            f"count={h.transaction_count}, segments={[s.id for s in self.segments]}, "
-            f"transactions={[[s.id for s in t] for t in self.transactions]})"
-        )
+        return _shape(self, f"status={self.header.header_response_status!r}")
 
 
 Message = Request | Response

@@ -12,6 +12,21 @@ from ncpdp import Request, RequestHeader, Response, ResponseHeader, Segment
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ncpdp"
 SEPARATORS = "\x1c\x1d\x1e"
+REQUEST_FIXTURES = [
+    "b1_cash.dat",
+    "b1_insured.dat",
+    "b1_cash_4_transactions.dat",
+    "b1_compound.dat",
+    "b2_reversal.dat",
+    "b3_rebill.dat",
+    "e1_eligibility.dat",
+]
+RESPONSE_FIXTURES = [
+    "resp_paid.dat",
+    "resp_rejected.dat",
+    "resp_duplicate.dat",
+    "resp_approved.dat",
+]
 
 
 def fixture_files() -> list[Path]:

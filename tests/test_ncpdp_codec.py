@@ -7,7 +7,7 @@ import json
 from decimal import Decimal
 
 import pytest
-from _ncpdp_helpers import fixture, fixture_files
+from _ncpdp_helpers import REQUEST_FIXTURES, RESPONSE_FIXTURES, fixture, fixture_files
 
 import ncpdp
 from ncpdp import BuildError, ParseError, Request, RequestHeader, Response, Segment
@@ -28,20 +28,7 @@ def test_fixture_round_trips_byte_for_byte(path):
 
 def test_fixture_set_is_complete():
     names = {p.name for p in fixture_files()}
-    for needed in [
-        "b1_cash.dat",
-        "b1_insured.dat",
-        "b1_cash_4_transactions.dat",
-        "b1_compound.dat",
-        "b2_reversal.dat",
-        "b3_rebill.dat",
-        "e1_eligibility.dat",
-        "resp_paid.dat",
-        "resp_rejected.dat",
-        "resp_duplicate.dat",
-        "resp_approved.dat",
-    ]:
-        assert needed in names
+    assert set(REQUEST_FIXTURES + RESPONSE_FIXTURES) <= names
 
 
 def test_fixtures_are_what_make_py_writes():
@@ -319,3 +306,30 @@ def test_field_names_come_from_the_dictionary():
     assert ncpdp.field_name("??") == "Unknown Field ??"
     assert ncpdp.segment_name("07") == "Claim"
     assert len(ncpdp.FIELDS) > 300 and ncpdp.FIELDS["DU"].kind == "money"
+
+
+def test_header_memo_gives_what_construct_gives(monkeypatch):
+    import ncpdp.header as hdr
+
+    datas = [p.read_bytes() for p in fixture_files()]
+    warm = [ncpdp.parse(d) for d in datas]
+    monkeypatch.setattr(hdr, "CACHE_SIZE", 0)
+    hdr._parsed.clear()
+    hdr._built.clear()
+    cold = [ncpdp.parse(d) for d in datas]
+    assert cold == warm and not hdr._parsed
+    assert [ncpdp.build(m) for m in cold] == datas and not hdr._built
+    # a changed header after a build is built anew, never served stale
+    monkeypatch.setattr(hdr, "CACHE_SIZE", 4096)
+    m = ncpdp.parse(datas[0])
+    first = ncpdp.build(m)
+    m.header.date_of_service = "20240316"
+    assert ncpdp.build(m) == first.replace(b"20240315", b"20240316", 1)
+    assert ncpdp.parse(datas[0]).header is not ncpdp.parse(datas[0]).header
+
+
+def test_decode_json_text_is_the_contract():
+    m = ncpdp.parse(fixture("b1_cash_4_transactions.dat"))
+    assert json.loads(ncpdp.jsonio.dumps(m)) == ncpdp.to_json(m)
+    r = ncpdp.parse(fixture("resp_rejected_transmission.dat"))
+    assert json.loads(ncpdp.jsonio.dumps(r)) == ncpdp.to_json(r)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from _ncpdp_helpers import fixture
+from _ncpdp_helpers import REQUEST_FIXTURES, fixture
 
 import ncpdp
 from ncpdp import Segment, find
@@ -25,18 +25,7 @@ def setf(seg: Segment, code: str, value: str) -> None:
     seg.fields = [(c, value if c == code else v) for c, v in seg.fields]
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "b1_cash.dat",
-        "b1_insured.dat",
-        "b1_cash_4_transactions.dat",
-        "b1_compound.dat",
-        "b2_reversal.dat",
-        "b3_rebill.dat",
-        "e1_eligibility.dat",
-    ],
-)
+@pytest.mark.parametrize("name", REQUEST_FIXTURES)
 def test_fixture_requests_are_valid(name):
     assert ncpdp.validate(req(name)) == []
 
