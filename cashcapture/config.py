@@ -71,7 +71,6 @@ class Config:
     shutdown_grace: float = 10.0
     log_level: str = "INFO"
     commit_max_batch: int = 256
-    commit_max_delay: float = 0.002
 
 
 # Config reference: TOML key -> (meaning, default). Printed in the README.
@@ -87,7 +86,6 @@ SETTINGS: dict[str, str] = {
     "[adapter] shutdown_grace": "seconds to finish in-flight claims after SIGTERM (10)",
     "[adapter] log_level": "DEBUG, INFO, WARNING (INFO)",
     "[adapter] commit_max_batch": "most captures one group commit holds (256)",
-    "[adapter] commit_max_delay": "seconds a capture waits for others to share its commit (0.002)",
     "[[listeners]] host / port / framing": "where to listen and how messages are framed: "
     "stx (STX + 4-digit length + message + ETX), len2 (2-byte big-endian length), "
     "etx (message + ETX) (127.0.0.1 / 5010 / stx)",
@@ -108,7 +106,6 @@ _ADAPTER_KEYS = {
     "shutdown_grace": float,
     "log_level": str,
     "commit_max_batch": int,
-    "commit_max_delay": float,
 }
 
 

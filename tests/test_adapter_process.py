@@ -162,3 +162,25 @@ def test_logs_carry_no_patient_data(tmp_path, db_url):
     assert any(r.get("reject_codes") == ["CM"] for r in claim_lines)
     for phi in PATIENT_PHI:
         assert phi not in log, f"patient data in the log: {phi}"
+
+
+def test_workers_share_the_port_and_one_database(tmp_path, migrated_db_url):
+    register_pharmacy(migrated_db_url)
+    port = free_port()
+    cfg = write_config(tmp_path, migrated_db_url, port)
+    server = ServerProcess(cfg, tmp_path / "serve.log", "--workers", "2")
+    server.wait_listening(count=2)
+    try:
+        for k in range(8):  # new connections spread over both workers
+            with Client(port) as c:
+                for j in range(3):
+                    assert statuses(c.exchange(build(b1(rx=70_000 + k * 10 + j)))) == ["P"]
+        with Client(port) as c:  # a retransmission, whichever worker gets it
+            assert statuses(c.exchange(build(b1(rx=70_000)))) == ["D"]
+    finally:
+        assert server.stop(signal.SIGTERM) == 0
+    lines = [json.loads(line) for line in server.log_path.read_text().splitlines()]
+    pids = {r["pid"] for r in lines if r["event"] == "listening"}
+    assert len(pids) == 2
+    counts = _fill_counts(migrated_db_url)
+    assert len(counts) == 24 and all(n == 1 for n in counts.values())
