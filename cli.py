@@ -771,6 +771,47 @@ def rejects_cmd(include_resolved, as_csv, db, config) -> None:
 # --- demo, certify (issue 8) ------------------------------------------------
 
 
+def _console():
+    """A rich console on stdout; wide when piped, so paths and file names stay on one line."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
+@cli.command("demo")
+@click.option(
+    "--dir",
+    "folder",
+    default="demo-run",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder for the database, configs, files and collector (emptied on each run).",
+)
+def demo_cmd(folder: str) -> int:
+    """Run the whole pipeline on loopback: adapter, payer, claims, extract, SFTP, report."""
+    from pathlib import Path
+
+    from cashcapture import demo
+
+    console = _console()
+    try:
+        with console.status("starting") as status:
+
+            def step(message: str) -> None:
+                console.print(f"[green]✓[/] {message}")
+                status.update("working")
+
+            result = demo.run(Path(folder), step=step)
+    except demo.DemoError as exc:
+        raise UserError(str(exc)) from None
+    except OSError as exc:
+        raise UserError(f"demo: {exc.strerror or exc}") from None
+    demo.render(result, console)
+    return 0 if result.ok else 1
+
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; usage errors become one stderr line and exit status 2."""
     try:
