@@ -21,7 +21,7 @@ from decimal import Decimal
 from ncpdp import typed
 from ncpdp.dictionary import field_name
 
-from . import drugs
+from . import drugs, pharmacies
 
 HEADER = "HDR"  # pseudo segment id: the value comes from the request header
 
@@ -114,7 +114,6 @@ US_STATES = frozenset(
 _PO_BOX = re.compile(
     r"^\s*(P\s*\.?\s*O\s*\.?\s*(BOX|B\b|\d)|POST\s+OFFICE\s+BOX|BOX\s*\d|POB\s*\d)", re.I
 )
-_DEA = re.compile(r"^[A-Z][A-Z9][0-9]{7}$")
 
 
 @dataclass(frozen=True)
@@ -274,18 +273,9 @@ def _dea_qualifier(raw: str, ctx: Context) -> None:
         raise Invalid("must be 12 (DEA) for the PMP")
 
 
-def dea_ok(dea: str) -> bool:
-    """DEA registration number format and check digit."""
-    if not _DEA.match(dea):
-        return False
-    d = [int(c) for c in dea[2:]]
-    check = (d[0] + d[2] + d[4] + 2 * (d[1] + d[3] + d[5])) % 10
-    return check == d[6]
-
-
 def _dea(raw: str, ctx: Context) -> str:
     dea = raw.upper()
-    if not dea_ok(dea):
+    if not pharmacies.dea_ok(dea):
         raise Invalid("not a valid DEA number")
     return dea
 

@@ -44,6 +44,19 @@ def _load(port: int, stop: threading.Event, paid: list[int], sent: list[int], ba
         return
 
 
+def _start_load(port: int, base: int, connections: int = 4):
+    stop = threading.Event()
+    paid: list[int] = []
+    sent: list[int] = []
+    threads = [
+        threading.Thread(target=_load, args=(port, stop, paid, sent, base * (k + 1)))
+        for k in range(connections)
+    ]
+    for t in threads:
+        t.start()
+    return stop, paid, sent, threads
+
+
 def _fill_counts(db_url: str) -> dict[str, int]:
     engine = make_engine(db_url)
     try:
@@ -60,15 +73,7 @@ def test_sigkill_under_load_every_paid_claim_stored_once(tmp_path, migrated_db_u
     cfg = write_config(tmp_path, migrated_db_url, port)
     server = ServerProcess(cfg, tmp_path / "serve.log")
     server.wait_listening()
-    stop = threading.Event()
-    paid: list[int] = []
-    sent: list[int] = []
-    threads = [
-        threading.Thread(target=_load, args=(port, stop, paid, sent, 10_000 * (k + 1)))
-        for k in range(4)
-    ]
-    for t in threads:
-        t.start()
+    stop, paid, sent, threads = _start_load(port, 10_000)
     deadline = time.monotonic() + 20
     while len(paid) < 150 and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -107,15 +112,7 @@ def test_sigterm_finishes_claims_in_flight(tmp_path, migrated_db_url):
     port = free_port()
     server = ServerProcess(write_config(tmp_path, migrated_db_url, port), tmp_path / "serve.log")
     server.wait_listening()
-    stop = threading.Event()
-    paid: list[int] = []
-    sent: list[int] = []
-    threads = [
-        threading.Thread(target=_load, args=(port, stop, paid, sent, 50_000 * (k + 1)))
-        for k in range(4)
-    ]
-    for t in threads:
-        t.start()
+    stop, paid, sent, threads = _start_load(port, 50_000)
     while len(paid) < 50:
         time.sleep(0.02)
     assert server.stop(signal.SIGTERM) == 0

@@ -36,10 +36,14 @@ FRAMINGS = ["stx", "len2", "etx"]
 class Running:
     """An AdapterServer on its own event loop thread; tests talk to it over TCP."""
 
-    def __init__(self, cfg: config.Config) -> None:
+    def __init__(self, cfg: config.Config | None = None) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
+        if cfg is not None:
+            self.start(cfg)
+
+    def start(self, cfg: config.Config) -> None:
         self.server: AdapterServer = self.call(self._start(cfg))
         self.ports = dict(zip((li.framing for li in cfg.listeners), self.server.ports, strict=True))
 
@@ -201,7 +205,6 @@ def test_store_failure_answers_99_never_paid(adapter, migrated_db_url):
 
 
 def _insured_config(db_url: str, payer_port: int, timeout: float = 8.0) -> config.Config:
-    cfg = make_config(db_url)
     data = {
         "adapter": {"db": db_url},
         "listeners": [{"host": "127.0.0.1", "port": 0, "framing": f} for f in FRAMINGS],
@@ -210,20 +213,15 @@ def _insured_config(db_url: str, payer_port: int, timeout: float = 8.0) -> confi
             {"route": INSURED_BIN, "host": "127.0.0.1", "port": payer_port, "timeout": timeout}
         ],
     }
-    assert cfg.db == db_url
     return config.from_dict(data)
 
 
 def test_insured_claim_forwarded_and_relayed_unchanged(migrated_db_url):
     register_pharmacy(migrated_db_url)
     payer = FakePayer()
-    holder = Running.__new__(Running)
-    holder.loop = asyncio.new_event_loop()
-    holder.thread = threading.Thread(target=holder.loop.run_forever, daemon=True)
-    holder.thread.start()
+    holder = Running()
     holder.call(payer.start())
-    cfg = _insured_config(migrated_db_url, payer.port)
-    holder.server = holder.call(Running._start(holder, cfg))
+    holder.start(_insured_config(migrated_db_url, payer.port))
     try:
         request = load("b1_insured.dat")
         with Client(holder.server.ports[0]) as c:
@@ -245,17 +243,14 @@ def test_insured_claim_forwarded_and_relayed_unchanged(migrated_db_url):
 
 @pytest.mark.parametrize("case", ["timeout", "unreachable"])
 def test_payer_timeout_and_unreachable(migrated_db_url, case):
-    holder = Running.__new__(Running)
-    holder.loop = asyncio.new_event_loop()
-    holder.thread = threading.Thread(target=holder.loop.run_forever, daemon=True)
-    holder.thread.start()
+    holder = Running()
     payer = FakePayer(silent=True)
     holder.call(payer.start())
     port = payer.port
     if case == "unreachable":
         holder.call(payer.stop())
         time.sleep(0.05)
-    holder.server = holder.call(Running._start(holder, _insured_config(migrated_db_url, port, 0.3)))
+    holder.start(_insured_config(migrated_db_url, port, 0.3))
     try:
         with Client(holder.server.ports[0]) as c:
             answer = ncpdp.parse(c.exchange(load("b1_insured.dat")))
