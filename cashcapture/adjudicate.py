@@ -35,6 +35,7 @@ from . import capture
 PAID, DUPLICATE, APPROVED, DUPLICATE_APPROVED, REJECTED = "P", "D", "A", "S", "R"
 MSG_CAPTURED = "Cash claim captured for PMP"
 MSG_NOT_CONTROLLED = "Not a controlled substance: not captured"
+MSG_CERTIFIED = "PMP fields complete (certification)"
 MSG_ELIGIBLE = "Cash capture: patient pays 100%"
 MSG_VOIDED = "Captured fill voided"
 MAX_REJECTS = 5  # reject codes per transaction; the first ones are the most useful
@@ -206,6 +207,7 @@ class Inputs:
     schedule_of: Callable[[str], str | None]
     pharmacy_known: bool
     auth_number: str
+    capture: bool = True  # False: certification, judged alike but nothing captured
 
 
 def schedule(segments: list[Segment], schedule_of: Callable[[str], str | None]) -> str | None:
@@ -254,10 +256,16 @@ def _billing(inp: Inputs) -> Outcome:
     answer = Answer(
         PAID,
         authorization_number=inp.auth_number or None,
-        messages=[MSG_CAPTURED if controlled else MSG_NOT_CONTROLLED],
+        messages=[_paid_message(controlled, inp.capture)],
         pricing=Pricing.patient_pays_all(gross),
     )
     return Outcome(PAID, action=action, captured=bool(controlled), answer=answer)
+
+
+def _paid_message(controlled: str | None, capture_on: bool) -> str:
+    if not controlled:
+        return MSG_NOT_CONTROLLED
+    return MSG_CAPTURED if capture_on else MSG_CERTIFIED
 
 
 def _reversal(inp: Inputs) -> Outcome:
@@ -295,6 +303,7 @@ def adjudicate(
     pharmacy_known: bool,
     auth_numbers: Sequence[str],
     problems: Sequence[CodecProblem] = (),
+    capture_on: bool = True,
 ) -> Decision:
     """Judge every transaction of a cash request on its own.
 
@@ -320,7 +329,8 @@ def adjudicate(
         else:
             prior = priors[i] if i < len(priors) else None
             auth = auth_numbers[i] if i < len(auth_numbers) else ""
-            outcomes.append(rule(Inputs(request, i, prior, schedule_of, pharmacy_known, auth)))
+            inp = Inputs(request, i, prior, schedule_of, pharmacy_known, auth, capture_on)
+            outcomes.append(rule(inp))
     answers = [o.answer or Answer(o.status) for o in outcomes]
     response = responses.respond(request, answers)
     for i, o in enumerate(outcomes):

@@ -239,6 +239,7 @@ class Router:
                 pharmacy_known=pharmacy_id is not None or not capture_on,
                 auth_numbers=auths,
                 problems=problems,
+                capture_on=capture_on,
             )
             response = ncpdp.build(decision.response)
             claim = record_claim(

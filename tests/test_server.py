@@ -65,7 +65,7 @@ def make_config(db_url: str, **adapter) -> config.Config:
     data = {
         "adapter": {"db": db_url, "idle_timeout": 10, **adapter},
         "listeners": [{"host": "127.0.0.1", "port": 0, "framing": f} for f in FRAMINGS],
-        "routes": {"cash": [CASH_BIN]},
+        "routes": {"cash": [CASH_BIN], "certification": ["999002"]},
     }
     return config.from_dict(data)
 
@@ -261,3 +261,25 @@ def test_payer_timeout_and_unreachable(migrated_db_url, case):
     finally:
         holder.call(payer.stop())
         holder.stop()
+
+
+def test_certification_route_judges_alike_captures_nothing_and_metrics_count(
+    adapter, migrated_db_url
+):
+    from prometheus_client import generate_latest
+
+    cert = b1(rx=4711)
+    cert.header.bin = "999002"
+    with Client(adapter.ports["stx"]) as c:
+        answer = c.exchange(build(cert))
+        assert statuses(answer) == ["P"]
+        assert b"certification" in answer
+        pat = ncpdp.find(cert.segments, "01")
+        pat.fields = [(k, v) for k, v in pat.fields if k != "CB"]
+        assert rejects(c.exchange(build(cert))) == ["CB"]
+        assert statuses(c.exchange(build(b1(rx=4712)))) == ["P"]
+    assert [f.rx_number for f in fills(migrated_db_url)] == ["4712"]
+    text = generate_latest(adapter.server.metrics.registry).decode()
+    assert 'cashcapture_claims_total{route="certification",status="P"} 1.0' in text
+    assert 'cashcapture_claims_total{route="cash",status="P"} 1.0' in text
+    assert "cashcapture_claim_latency_seconds_bucket" in text
