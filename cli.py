@@ -811,6 +811,64 @@ def demo_cmd(folder: str) -> int:
     return 0 if result.ok else 1
 
 
+@cli.command("certify")
+@click.argument("claims", nargs=-1, required=True, metavar="CLAIM...")
+@click.option(
+    "--html", "html_file", type=click.Path(dir_okay=False), help="Also write one HTML file."
+)
+@click.option("--json", "as_json", is_flag=True, help="JSON findings, not the terminal report.")
+@click.option("--state", default="KY", show_default=True, help="State whose drug list applies.")
+@click.option("--insured", is_flag=True, help="Records as insured (DSP16 04), not cash (01).")
+def certify_cmd(claims, html_file, as_json, state, insured) -> int:
+    """Offline certification of raw D.0 claims (or JSON): exit 0 all ready for the PMP, 1 not."""
+    import datetime as dt
+    import json
+
+    import ncpdp
+    from cashcapture import certify, drugs
+
+    try:
+        drug_list = drugs.load(state.upper())
+    except (KeyError, ValueError, FileNotFoundError) as exc:
+        raise UserError(f"--state {state}: {exc}") from None
+
+    def schedule_of(ndc: str) -> str | None:
+        drug = drug_list.lookup(ndc)
+        return drug.schedule if drug is not None else None
+
+    findings = []
+    for name in claims:
+        data = _read_input(name)
+        if data.lstrip()[:1] == b"{":
+            try:
+                data = ncpdp.build(ncpdp.from_json(json.loads(data)))
+            except (ValueError, ncpdp.BuildError) as exc:
+                raise UserError(f"{name}: not a message in the JSON contract: {exc}") from None
+        try:
+            findings.append(
+                certify.certify(
+                    data, name, schedule_of=schedule_of, today=dt.date.today(),
+                    state=state.upper(), drug_list=drug_list,
+                    payment_type="04" if insured else "01",
+                )  # fmt: skip
+            )
+        except KeyError as exc:
+            raise UserError(f"--state {state}: {exc.args[0]}") from None
+    if html_file:
+        try:
+            with open(html_file, "w", encoding="utf-8") as fh:
+                fh.write(certify.to_html(findings))
+        except OSError as exc:
+            raise UserError(f"cannot write {html_file}: {exc.strerror or exc}") from None
+    if as_json:
+        click.echo(certify.to_json(findings))
+    else:
+        certify.render(findings, _console())
+        if html_file:
+            click.echo(f"HTML report written to {html_file}")
+    return 0 if all(f.ready for f in findings) else 1
+
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; usage errors become one stderr line and exit status 2."""

@@ -165,9 +165,7 @@ def extract_toml(sftp_section: str) -> str:
         "[extract]\n"
         'state = "KY"\n'
         'outbox = "outbox"\n'
-        'zero_reports = "daily"\n\n'
-        + sftp_section
-        + "retries = 2\nbackoff = 0.2\ntimeout = 10.0\n"
+        'zero_reports = "daily"\n\n' + sftp_section + "retries = 2\nbackoff = 0.2\ntimeout = 10.0\n"
     )
 
 
@@ -459,14 +457,17 @@ def _count_fills(db_url: str, result: DemoResult) -> None:
             rows = s.execute(select(*by, func.count()).group_by(*by))
             result.fills = Counter({(r, st): n for r, st, n in rows})
             cert_claims = select(Claim.id).where(Claim.route == "certification")
-            result.certification_fills = s.scalar(
-                select(func.count())
-                .select_from(Fill)
-                .where(
-                    (Fill.created_by_claim_id.in_(cert_claims))
-                    | (Fill.updated_by_claim_id.in_(cert_claims))
+            result.certification_fills = (
+                s.scalar(
+                    select(func.count())
+                    .select_from(Fill)
+                    .where(
+                        (Fill.created_by_claim_id.in_(cert_claims))
+                        | (Fill.updated_by_claim_id.in_(cert_claims))
+                    )
                 )
-            ) or 0
+                or 0
+            )
     finally:
         engine.dispose()
 

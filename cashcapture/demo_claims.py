@@ -125,9 +125,7 @@ def _insurance(route: str) -> Segment:
 
 def _claim_segment(c: Claim, day: dt.date, *, reversal: bool = False) -> Segment:
     if reversal:
-        return _seg(
-            "07", ("EM", "1"), ("D2", c.rx), ("E1", "03"), ("D7", c.ndc), ("D3", c.fill)
-        )
+        return _seg("07", ("EM", "1"), ("D2", c.rx), ("E1", "03"), ("D7", c.ndc), ("D3", c.fill))
     product = ("00", "0") if c.compound else ("03", c.ndc)
     return _seg(
         "07",
