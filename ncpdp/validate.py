@@ -209,8 +209,11 @@ def _segment(s: Segment, ti: int | None, rules: _Rules | None, out: list[Problem
     ok = _SEGMENT_OK.get(seg_id)
     if ok is not None and ok(raw) is None:
         _format_problems(s, ti, out)
-    codes = _CODES(raw)
     reps = _REPEATS.get(seg_id)
+    need = rules.fields.get(seg_id) if rules is not None else None
+    if not (reps or need or (rules is not None and seg_id in rules.repeating)):
+        return
+    codes = _CODES(raw)
     if reps and not reps.keys().isdisjoint(codes):  # repeating fields against their counters
         for code, counter in reps.items():
             n = codes.count(code)
@@ -227,7 +230,6 @@ def _segment(s: Segment, ti: int | None, rules: _Rules | None, out: list[Problem
                 )
     if rules is None:
         return
-    need = rules.fields.get(seg_id)
     missing = sorted(need.difference(codes)) if need else []
     for code in rules.repeating.get(seg_id, ()):
         if codes.count(code) < (_total(s, reps[code]) or 1):  # type: ignore[index]
