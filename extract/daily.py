@@ -10,24 +10,24 @@ inspection but marked failed and never submitted. Pharmacies with nothing to
 report get a zero report (daily or weekly, a setting).
 
 Memory stays flat: rows stream (yield_per / server-side cursor) straight into
-the streaming writer; per file only compact arrays of fill ids, versions and
-statuses are kept until the short transaction that records the file. Files
-are made durable on disk before that transaction, so a crash at any point
-leaves either nothing (the fills stay queued) or a complete written file.
-Fills carried by a file not yet delivered are skipped, so re-running the day
-never puts a fill in two files.
+the streaming writer; per file only its bytes and compact arrays of fill ids,
+versions and statuses are kept until the transaction that records a batch of
+files. The file's bytes are stored with its Submission row, so a file and its
+'written' state become durable together: a crash at any point leaves either
+nothing (the fills stay queued) or complete written files. Fills carried by a
+file not yet delivered are skipped, so re-running the day never puts a fill in
+two files. The outbox folder gets a copy of each file for people to read.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
+import io
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from sqlalchemy import exists, func, insert, select, update
+from sqlalchemy import String, cast, exists, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from cashcapture.store.models import (
@@ -47,9 +47,10 @@ from cashcapture.store.types import utcnow
 
 from . import records as asap
 from . import writer as asap_writer
+from .reader import read
 from .rules import for_state
 from .settings import WEEKDAYS, Settings, SettingsError
-from .validate import WARNING, Problem, Report, Validator, validate_record
+from .validate import WARNING, Problem, Report, Validator
 
 STATUS_CODES = (NEW_RECORD, REVISED_RECORD, VOID_RECORD)
 ACCEPT, FILE_FAILED = "Accept", "File Failed"
@@ -74,7 +75,72 @@ def day_end(settings: Settings, day: dt.date) -> dt.datetime:
 # --- fill rows -> ASAP values -----------------------------------------------------
 
 _FILL = Fill.__table__
-_COLUMNS = [c for c in _FILL.c if c.name not in ("created_by_claim_id", "updated_by_claim_id")]
+_C = _FILL.c
+
+
+def _txt(column):
+    """The column as the text an ASAP element holds ('' for NULL), computed in SQL."""
+    if isinstance(column.type, String):
+        return func.coalesce(column, "")
+    return func.coalesce(cast(column, String), "")
+
+
+# ASAP value attribute <- Fill column. One table drives the query and the values;
+# dates and quantities stay typed, everything else arrives as text.
+PATIENT_MAP = (
+    ("id_jurisdiction", _txt(_C.patient_id_jurisdiction)),
+    ("id_qualifier", _txt(_C.patient_id_qualifier)),
+    ("patient_id", _txt(_C.patient_id)),
+    ("last_name", _txt(_C.patient_last_name)),
+    ("first_name", _txt(_C.patient_first_name)),
+    ("middle_name", _txt(_C.patient_middle_name)),
+    ("address1", _txt(_C.patient_address1)),
+    ("address2", _txt(_C.patient_address2)),
+    ("city", _txt(_C.patient_city)),
+    ("state", _txt(_C.patient_state)),
+    ("zip", _txt(_C.patient_zip)),
+    ("phone", _txt(_C.patient_phone)),
+    ("birth_date", _C.patient_dob),
+    ("gender", _txt(_C.patient_gender)),
+    ("species", _txt(_C.species)),
+    ("country", _txt(_C.patient_country)),
+)
+DISPENSATION_MAP = (
+    ("rx_number", _C.rx_number),
+    ("date_written", _C.date_written),
+    ("refills_authorized", _txt(_C.refills_authorized)),
+    ("date_filled", _C.date_of_service),
+    ("product_qualifier", _txt(_C.product_id_qualifier)),
+    ("product_id", _C.ndc),
+    ("quantity", _C.quantity),
+    ("days_supply", _txt(_C.days_supply)),
+    ("dosage_units", _txt(_C.dosage_units)),
+    ("origin", _txt(_C.rx_origin)),
+    ("partial_fill", _txt(_C.partial_fill)),
+    ("pharmacist_npi", _txt(_C.pharmacist_npi)),
+    ("payment_type", _txt(_C.payment_type)),
+)
+PRESCRIBER_MAP = (
+    ("dea", _txt(_C.prescriber_dea)),
+    ("npi", _txt(_C.prescriber_npi)),
+    ("last_name", _txt(_C.prescriber_last_name)),
+    ("first_name", _txt(_C.prescriber_first_name)),
+)
+# Bookkeeping columns first, then the three value blocks, in this order.
+_HEAD = (_C.id, _C.version, _C.state, _C.reported_status, _C.compound, _C.fill_number)
+_PAT = slice(len(_HEAD), len(_HEAD) + len(PATIENT_MAP))
+_DSP = slice(_PAT.stop, _PAT.stop + len(DISPENSATION_MAP))
+_PRE = slice(_DSP.stop, _DSP.stop + len(PRESCRIBER_MAP))
+_SELECT = [
+    *_HEAD,
+    *(col.label(f"pat_{n}") for n, col in PATIENT_MAP),
+    *(col.label(f"dsp_{n}") for n, col in DISPENSATION_MAP),
+    *(col.label(f"pre_{n}") for n, col in PRESCRIBER_MAP),
+]
+_PAT_NAMES = tuple(n for n, _ in PATIENT_MAP)
+_DSP_NAMES = tuple(n for n, _ in DISPENSATION_MAP)
+_PRE_NAMES = tuple(n for n, _ in PRESCRIBER_MAP)
+_DATE_FILLED = _DSP.start + _DSP_NAMES.index("date_filled")
 
 
 def _text(value: object) -> str:
@@ -96,25 +162,13 @@ def pharmacy_value(ph: Pharmacy) -> asap.Pharmacy:
     )
 
 
-def patient_value(row) -> asap.Patient:
-    return asap.Patient(
-        id_jurisdiction=_text(row.patient_id_jurisdiction),
-        id_qualifier=_text(row.patient_id_qualifier),
-        patient_id=_text(row.patient_id),
-        last_name=_text(row.patient_last_name),
-        first_name=_text(row.patient_first_name),
-        middle_name=_text(row.patient_middle_name),
-        address1=_text(row.patient_address1),
-        address2=_text(row.patient_address2),
-        city=_text(row.patient_city),
-        state=_text(row.patient_state),
-        zip=_text(row.patient_zip),
-        phone=_text(row.patient_phone),
-        birth_date=row.patient_dob,
-        gender=_text(row.patient_gender),
-        species=_text(row.species),
-        country=_text(row.patient_country),
-    )
+def patient_value(values: tuple) -> asap.Patient:
+    """From the patient block of a row (PATIENT_MAP order)."""
+    return asap.Patient(**dict(zip(_PAT_NAMES, values, strict=True)))
+
+
+def prescriber_value(values: tuple) -> asap.Prescriber:
+    return asap.Prescriber(**dict(zip(_PRE_NAMES, values, strict=True)))
 
 
 def fill_number_code(n: int) -> str:
@@ -123,31 +177,19 @@ def fill_number_code(n: int) -> str:
 
 
 def dispensation_value(
-    row, status: str, ingredients: tuple[asap.Ingredient, ...] = ()
+    values: tuple,
+    status: str,
+    fill_number: int,
+    prescriber: asap.Prescriber,
+    ingredients: tuple[asap.Ingredient, ...] = (),
 ) -> asap.Dispensation:
+    """From the dispensation block of a row (DISPENSATION_MAP order)."""
     return asap.Dispensation(
         status=status,
-        rx_number=row.rx_number,
-        date_written=row.date_written,
-        refills_authorized=_text(row.refills_authorized),
-        date_filled=row.date_of_service,
-        fill_number=fill_number_code(row.fill_number),
-        product_qualifier=_text(row.product_id_qualifier),
-        product_id=row.ndc,
-        quantity=row.quantity,
-        days_supply=_text(row.days_supply),
-        dosage_units=_text(row.dosage_units),
-        origin=_text(row.rx_origin),
-        partial_fill=_text(row.partial_fill),
-        pharmacist_npi=_text(row.pharmacist_npi),
-        payment_type=_text(row.payment_type),
-        prescriber=asap.Prescriber(
-            dea=_text(row.prescriber_dea),
-            npi=_text(row.prescriber_npi),
-            last_name=_text(row.prescriber_last_name),
-            first_name=_text(row.prescriber_first_name),
-        ),
+        fill_number=fill_number_code(fill_number),
+        prescriber=prescriber,
         ingredients=ingredients,
+        **dict(zip(_DSP_NAMES, values, strict=True)),
     )
 
 
@@ -197,8 +239,10 @@ class ExtractResult:
 class Checker:
     """The shared validator bound to the state's rules, its drug list and today's date.
 
-    A record with a reject-level problem is held back; warnings (e.g. a PO Box
-    address, where the rules table says warn) let it go, as the collector does.
+    Every record goes through it once, in the bytes that would be sent: the
+    file is written, validated whole, and a record with a reject-level problem
+    is held back by writing the file again without it. Warnings (e.g. a PO Box
+    address where the rules table says warn) let a record go, as at the collector.
     """
 
     def __init__(
@@ -216,17 +260,10 @@ class Checker:
             from cashcapture import drugs
 
             drug_list = drugs.load(state)
-        self.rules, self.drug_list, self.today = rules, drug_list, today
         self.validator = Validator(rules, drug_list, today=today)
 
-    def record(self, record: asap.Record, terminator: str = "~") -> list[Problem]:
-        found = validate_record(
-            record, self.rules, today=self.today, validator=self.validator, terminator=terminator
-        )
-        return [p for p in found if p.severity != WARNING]
-
     def file(self, data: bytes) -> Report:
-        return Validator(self.rules, self.drug_list, today=self.today).validate(data)
+        return self.validator.validate(data)
 
 
 # --- files --------------------------------------------------------------------------
@@ -243,32 +280,52 @@ class _Group:
 
 @dataclass
 class _Pending:
-    """What a written file carries, kept compact until it is recorded."""
+    """What a file carries, one entry per record in file order, kept compact."""
 
     fill_ids: array = field(default_factory=lambda: array("q"))
     versions: array = field(default_factory=lambda: array("q"))
+    pharmacy_ids: array = field(default_factory=lambda: array("q"))
+    filled: array = field(default_factory=lambda: array("l"))  # date ordinals
     statuses: bytearray = field(default_factory=bytearray)  # index into STATUS_CODES
-    pharmacy_ids: set[int] = field(default_factory=set)
     dropped: list[tuple[int, int]] = field(default_factory=list)
     rejects: dict[int, list[Problem]] = field(default_factory=dict)
-    passed_with_old_rejects: list[int] = field(default_factory=list)
-    fill_min: dt.date | None = None
-    fill_max: dt.date | None = None
 
-    def add(self, fill_id: int, version: int, status: str, filled: dt.date) -> None:
+    def add(self, fill_id: int, version: int, status: str, filled: dt.date, pid: int) -> None:
         self.fill_ids.append(fill_id)
         self.versions.append(version)
+        self.pharmacy_ids.append(pid)
+        self.filled.append(filled.toordinal())
         self.statuses.append(STATUS_CODES.index(status))
-        self.fill_min = filled if self.fill_min is None else min(self.fill_min, filled)
-        self.fill_max = filled if self.fill_max is None else max(self.fill_max, filled)
+
+    def keep(self, indexes: list[int]) -> None:
+        """Only these records stay (the others were held back)."""
+        for name in ("fill_ids", "versions", "pharmacy_ids", "filled"):
+            old = getattr(self, name)
+            setattr(self, name, array(old.typecode, (old[i] for i in indexes)))
+        self.statuses = bytearray(self.statuses[i] for i in indexes)
+
+    def fill_range(self) -> tuple[dt.date | None, dt.date | None]:
+        if not self.filled:
+            return None, None
+        return dt.date.fromordinal(min(self.filled)), dt.date.fromordinal(max(self.filled))
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+@dataclass
+class _Built:
+    """A file made and validated, waiting for the transaction that records it."""
+
+    group: _Group
+    name: str
+    content: bytes | None  # None: nothing went in (all held back, or nothing queued)
+    pending: _Pending
+    errors: list[str]
+    open_rejects: dict[int, set]
+    zero: tuple[dt.date, dt.date] | None = None
+    pharmacy_id: int | None = None  # the store a zero report is for
+
+
+BATCH_BYTES = 32 * 1024 * 1024  # file contents held before one recording transaction
+BATCH_FILES = 500
 
 
 class Extractor:
@@ -294,10 +351,13 @@ class Extractor:
             settings.extract.state, settings.extract.asap_version, self.local_now.date()
         )
         self.progress = progress or (lambda done, total: None)
-        self.outbox = settings.outbox_dir()
+        self.outbox = settings.outbox_dir() if settings.extract.outbox else None
         self.result = ExtractResult(day=day)
-        self._names: set[str] = set()
+        self._taken: set[str] | None = None  # file names in use
+        self._rejects: dict[int, dict[int, set]] | None = None  # pharmacy -> fill -> open
         self._active: set[int] = set()  # pharmacies with any fill activity this run
+        self._batch: list[_Built] = []
+        self._batch_bytes = 0
 
     # -- planning --
     def groups(self, session: Session) -> list[_Group]:
@@ -315,23 +375,26 @@ class Extractor:
         return list(by_submitter.values())
 
     def run(self) -> ExtractResult:
-        self.outbox.mkdir(parents=True, exist_ok=True)
-        self._clean_outbox()
+        if self.outbox is not None:
+            self.outbox.mkdir(parents=True, exist_ok=True)
         with self.sessions() as session:
             groups = self.groups(session)
             session.expunge_all()
         self._resolve_stale_rejects()
         total = sum(len(g.pharmacies) for g in groups)
         done = 0
+        usable = []
         for group in groups:
             problem = self._registration_problem(group)
             if problem:
                 self.result.problems.append(problem)
             else:
-                self._extract_group(group)
+                usable.append(group)
+                self._add(self._build_group(group))
             done += len(group.pharmacies)
             self.progress(done, total)
-        self._zero_reports([g for g in groups if not self._registration_problem(g)])
+        self._zero_reports(usable)
+        self._flush()
         return self.result
 
     def _registration_problem(self, group: _Group) -> str:
@@ -349,11 +412,6 @@ class Extractor:
             return f"submitter {group.submitter_id}: {exc} for the file name; fills stay queued"
         return ""
 
-    def _clean_outbox(self) -> None:
-        """Temp files of a run killed while writing: never recorded, never sent."""
-        for tmp in self.outbox.glob("*.dat.tmp"):
-            tmp.unlink(missing_ok=True)
-
     def _resolve_stale_rejects(self) -> None:
         """Rejects of fills that no longer need a report (e.g. reversed) are moot."""
         with self.sessions.begin() as s:
@@ -367,16 +425,20 @@ class Extractor:
             )
 
     # -- names --
-    def _name(self, group: _Group, session: Session) -> tuple[str, dt.datetime]:
+    def _name(self, group: _Group) -> tuple[str, dt.datetime]:
+        """A file name no other file has (the unique column is the backstop)."""
+        if self._taken is None:
+            since = self.now - dt.timedelta(days=2)
+            with self.sessions() as s:
+                self._taken = set(
+                    s.scalars(select(Submission.file_name).where(Submission.created_at >= since))
+                )
         when = self.local_now.replace(microsecond=0, tzinfo=None)
         state = self.settings.extract.state
         while True:
             name = asap_writer.file_name(group.submitter_id, group.reg_key, when, state)
-            taken = name in self._names or session.scalar(
-                select(exists().where(Submission.file_name == name))
-            )
-            if not taken:
-                self._names.add(name)
+            if name not in self._taken:
+                self._taken.add(name)
                 return name, when
             when += dt.timedelta(seconds=1)  # one file per submitter per second
 
@@ -398,22 +460,22 @@ class Extractor:
         in_flight = (
             select(SubmissionRecord.id)
             .join(Submission, Submission.id == SubmissionRecord.submission_id)
-            .where(SubmissionRecord.fill_id == _FILL.c.id, Submission.state.in_(IN_FLIGHT))
+            .where(SubmissionRecord.fill_id == _C.id, Submission.state.in_(IN_FLIGHT))
         )
         stmt = (
-            select(*_COLUMNS)
+            select(*_SELECT)
             .where(
-                _FILL.c.pharmacy_id == pharmacy_id,
-                _FILL.c.needs_report.is_(True),
-                _FILL.c.updated_at < self.cutoff,
+                _C.pharmacy_id == pharmacy_id,
+                _C.needs_report.is_(True),
+                _C.updated_at < self.cutoff,
                 ~exists(in_flight),
             )
             .order_by(
-                _FILL.c.patient_last_name,
-                _FILL.c.patient_first_name,
-                _FILL.c.patient_dob,
-                _FILL.c.patient_id,
-                _FILL.c.id,
+                _C.patient_last_name,
+                _C.patient_first_name,
+                _C.patient_dob,
+                _C.patient_id,
+                _C.id,
             )
             .execution_options(yield_per=YIELD_PER)
         )
@@ -436,141 +498,172 @@ class Extractor:
             for i in rows
         )
 
-    def _open_rejects(self, session: Session, pharmacy_ids: list[int]) -> dict[int, set]:
-        rows = session.execute(
-            select(
-                RecordReject.fill_id,
-                RecordReject.segment,
-                RecordReject.element,
-                RecordReject.message,
+    def _open_rejects(self, pharmacy_ids: list[int]) -> dict[int, set]:
+        """Unresolved rejects of these pharmacies' fills: fill -> {(segment, element, reason)}."""
+        if self._rejects is None:
+            self._rejects = {}
+            stmt = (
+                select(
+                    Fill.pharmacy_id,
+                    RecordReject.fill_id,
+                    RecordReject.segment,
+                    RecordReject.element,
+                    RecordReject.message,
+                )
+                .join(Fill, Fill.id == RecordReject.fill_id)
+                .where(RecordReject.resolved_at.is_(None))
             )
-            .join(Fill, Fill.id == RecordReject.fill_id)
-            .where(RecordReject.resolved_at.is_(None), Fill.pharmacy_id.in_(pharmacy_ids))
-        )
+            with self.sessions() as s:
+                for pid, fill_id, segment, element, message in s.execute(stmt):
+                    per = self._rejects.setdefault(pid, {})
+                    per.setdefault(fill_id, set()).add((segment, element, message))
         found: dict[int, set] = {}
-        for fill_id, segment, element, message in rows:
-            found.setdefault(fill_id, set()).add((segment, element, message))
+        for pid in pharmacy_ids:
+            found.update(self._rejects.get(pid, {}))
         return found
 
-    def _extract_group(self, group: _Group) -> None:
+    def _build_group(self, group: _Group) -> _Built:
         pending = _Pending()
-        tmp: Path | None = None
+        buf = io.BytesIO()
         writer: asap_writer.AsapWriter | None = None
-        out = None
-        try:
-            with self.sessions() as session:
-                name = ""
-                open_rejects = self._open_rejects(session, [p.id for p in group.pharmacies])
-                for ph in group.pharmacies:
-                    pha = pharmacy_value(ph)
-                    patient_row_key = None
-                    patient = None
-                    for row in self._rows(session, ph.id):
-                        self._active.add(ph.id)
-                        status = reporting_status(row.state, row.reported_status)
-                        if status is None:
-                            pending.dropped.append((row.id, row.version))
-                            continue
-                        key = (
-                            row.patient_last_name,
-                            row.patient_first_name,
-                            row.patient_dob,
-                            row.patient_id,
-                            row.patient_address1,
-                            row.patient_zip,
-                        )
-                        if key != patient_row_key:
-                            patient, patient_row_key = patient_value(row), key
-                        ingredients = self._ingredients(session, row.id) if row.compound else ()
-                        record = asap.Record(
-                            pha, patient, dispensation_value(row, status, ingredients)
-                        )
-                        problems = self.checker.record(record)
-                        if problems:
-                            pending.rejects[row.id] = problems
-                            continue
-                        if row.id in open_rejects:
-                            pending.passed_with_old_rejects.append(row.id)
-                        if writer is None:
-                            name, when = self._name(group, session)
-                            tmp = self.outbox / (name + ".tmp")
-                            out = open(tmp, "wb")  # noqa: SIM115 - closed below
-                            writer = asap_writer.AsapWriter(out, self._header(name, when))
-                        writer.add(pha, patient, record.fill)
-                        pending.pharmacy_ids.add(ph.id)
-                        pending.add(row.id, row.version, status, row.date_of_service)
-            if writer is not None:
-                writer.close()
-                out.flush()
-                os.fsync(out.fileno())
-                out.close()
-                out = None
-            self._record_group(group, name, tmp, pending, open_rejects)
-        finally:
-            if out is not None:
-                out.close()
+        name = ""
+        with self.sessions() as session:
+            open_rejects = self._open_rejects([p.id for p in group.pharmacies])
+            prescribers: dict[tuple, asap.Prescriber] = {}
+            for ph in group.pharmacies:
+                pha = pharmacy_value(ph)
+                patient_key: tuple | None = None
+                patient = None
+                for row in self._rows(session, ph.id):
+                    fill_id, version, state, reported, compound, fill_number = row[:6]
+                    self._active.add(ph.id)
+                    status = reporting_status(state, reported)
+                    if status is None:
+                        pending.dropped.append((fill_id, version))
+                        continue
+                    key = row[_PAT]
+                    if key != patient_key:
+                        patient, patient_key = patient_value(key), key
+                    pre_key = row[_PRE]
+                    prescriber = prescribers.get(pre_key)
+                    if prescriber is None:
+                        if len(prescribers) > 10_000:
+                            prescribers.clear()
+                        prescriber = prescribers[pre_key] = prescriber_value(pre_key)
+                    ingredients = self._ingredients(session, fill_id) if compound else ()
+                    if writer is None:
+                        name, when = self._name(group)
+                        writer = asap_writer.AsapWriter(buf, self._header(name, when))
+                    fill = dispensation_value(
+                        row[_DSP], status, fill_number, prescriber, ingredients
+                    )
+                    writer.add(pha, patient, fill)
+                    pending.add(fill_id, version, status, row[_DATE_FILLED], ph.id)
+        if writer is None:
+            return _Built(group, name, None, pending, [], open_rejects)
+        writer.close()
+        content, errors = self._validated(buf.getvalue(), pending)
+        return _Built(group, name, content, pending, errors, open_rejects)
+
+    def _validated(self, content: bytes, pending: _Pending) -> tuple[bytes | None, list[str]]:
+        """Validate the file; hold back rejected records by writing it again without them."""
+        report = self.checker.file(content)
+        if report.failed:
+            return content, [p.message for p in report.file_errors]
+        bad = report.rejected_records
+        if not bad:
+            return content, []
+        for p in report.rejects:
+            pending.rejects.setdefault(pending.fill_ids[p.rec - 1], []).append(p)
+        keep = [i for i in range(len(pending.fill_ids)) if i + 1 not in bad]
+        if not keep:
+            pending.keep([])
+            return None, []
+        parsed = read(content)
+        records = list(parsed.records())
+        buf = io.BytesIO()
+        with asap_writer.AsapWriter(buf, parsed.header) as w:
+            for i in keep:
+                w.add_record(records[i])
+        pending.keep(keep)
+        content = buf.getvalue()
+        again = self.checker.file(content)
+        if again.failed or again.rejected_records:  # never send what it would refuse
+            return content, [p.message for p in again.problems if p.severity != WARNING]
+        return content, []
 
     # -- recording --
-    def _record_group(
-        self,
-        group: _Group,
-        name: str,
-        tmp: Path | None,
-        pending: _Pending,
-        open_rejects: dict[int, set],
-    ) -> None:
-        outcome: FileOutcome | None = None
-        final: Path | None = None
-        errors: list[str] = []
-        if tmp is not None:
-            final = self.outbox / name
-            report = self.checker.file(tmp.read_bytes())
-            errors = [p.message for p in report.file_errors]
-            if report.rejects:  # a record the per-record check let through: fail safe
-                errors += [p.message for p in report.rejects]
-            os.replace(tmp, final)
-            _fsync_dir(self.outbox)
-            outcome = FileOutcome(
-                name=name,
-                submitter_id=group.submitter_id,
-                pharmacies=len(pending.pharmacy_ids),
-                records=len(pending.fill_ids),
-                held_back=len(pending.rejects),
-                status=FILE_FAILED if errors else ACCEPT,
-                errors=errors,
-            )
+    def _add(self, built: _Built) -> None:
+        self._batch.append(built)
+        self._batch_bytes += len(built.content or b"")
+        if self._batch_bytes >= BATCH_BYTES or len(self._batch) >= BATCH_FILES:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Record a batch of files, their records, rejects and drops: one transaction.
+
+        The content goes into the database with its row, so the file and its
+        'written' state become durable together; the outbox copy is for people.
+        """
+        batch, self._batch, self._batch_bytes = self._batch, [], 0
+        if not batch:
+            return
+        outcomes: list[tuple[_Built, FileOutcome]] = []
         with self.sessions.begin() as s:
-            submission_id = None
-            if outcome is not None and final is not None:
-                sub = Submission(
-                    file_name=name,
-                    submitter_id=group.submitter_id,
-                    extract_date=self.day,
-                    zero_report=False,
-                    fill_date_min=pending.fill_min,
-                    fill_date_max=pending.fill_max,
-                    record_count=outcome.records + len(pending.rejects),
-                    valid_record_count=outcome.records,
-                    state="failed" if errors else "written",
-                    created_at=self.now,
-                    processed_at=self.now,
-                    collector_status=outcome.status,
-                    collector_answer="\n".join(errors) or None,
-                    last_error=errors[0] if errors else None,
-                    path=str(final),
-                )
-                s.add(sub)
-                s.flush()
-                submission_id = sub.id
-                self._link_pharmacies(s, submission_id, pending.pharmacy_ids)
-                if not errors:
-                    self._insert_records(s, submission_id, pending)
-            self._drop(s, pending.dropped)
-            self._save_rejects(s, submission_id, pending, open_rejects)
-        self.result.dropped += len(pending.dropped)
-        self.result.rejected += len(pending.rejects)
-        if outcome is not None:
+            for b in batch:
+                submission_id = None
+                if b.content is not None:
+                    submission_id, outcome = self._record_file(s, b)
+                    outcomes.append((b, outcome))
+                self._drop(s, b.pending.dropped)
+                self._save_rejects(s, submission_id, b)
+        for b, outcome in outcomes:
+            if self.outbox is not None and b.content is not None:
+                (self.outbox / b.name).write_bytes(b.content)
             self.result.files.append(outcome)
+        for b in batch:
+            self.result.dropped += len(b.pending.dropped)
+            self.result.rejected += len(b.pending.rejects)
+
+    def _record_file(self, s: Session, b: _Built) -> tuple[int, FileOutcome]:
+        pending = b.pending
+        status = FILE_FAILED if b.errors else ACCEPT
+        lo, hi = b.zero or pending.fill_range()
+        sub = Submission(
+            file_name=b.name,
+            submitter_id=b.group.submitter_id,
+            extract_date=self.day,
+            zero_report=b.zero is not None,
+            fill_date_min=lo,
+            fill_date_max=hi,
+            record_count=len(pending.fill_ids) + len(pending.rejects),
+            valid_record_count=len(pending.fill_ids),
+            state="failed" if b.errors else "written",
+            created_at=self.now,
+            processed_at=self.now,
+            collector_status=status,
+            collector_answer="\n".join(b.errors) or None,
+            last_error=b.errors[0] if b.errors else None,
+            content=b.content,
+            path=str(self.outbox / b.name) if self.outbox is not None else None,
+        )
+        s.add(sub)
+        s.flush()
+        pharmacies = {b.pharmacy_id} if b.pharmacy_id else set(pending.pharmacy_ids)
+        self._link_pharmacies(s, sub.id, pharmacies)
+        if not b.errors:
+            self._insert_records(s, sub.id, pending)
+        outcome = FileOutcome(
+            name=b.name,
+            submitter_id=b.group.submitter_id,
+            pharmacies=len(pharmacies),
+            records=len(pending.fill_ids),
+            held_back=len(pending.rejects),
+            status=status,
+            zero_report=b.zero is not None,
+            errors=b.errors,
+        )
+        return sub.id, outcome
 
     @staticmethod
     def _link_pharmacies(s: Session, submission_id: int, pharmacy_ids: set[int]) -> None:
@@ -611,12 +704,10 @@ class Extractor:
                 .execution_options(synchronize_session=False)
             )
 
-    def _save_rejects(
-        self, s: Session, submission_id: int | None, pending: _Pending, open_rejects: dict
-    ) -> None:
+    def _save_rejects(self, s: Session, submission_id: int | None, b: _Built) -> None:
         rows = []
-        for fill_id, problems in pending.rejects.items():
-            known = open_rejects.get(fill_id, set())
+        for fill_id, problems in b.pending.rejects.items():
+            known = b.open_rejects.get(fill_id, set())
             for p in problems:
                 if (p.segment, p.element_id, p.reject_reason) in known:
                     continue  # still the same problem, already listed
@@ -634,15 +725,15 @@ class Extractor:
                 )
         if rows:
             s.execute(insert(RecordReject.__table__), rows)
-        if pending.passed_with_old_rejects:
-            s.execute(
-                update(RecordReject)
-                .where(
-                    RecordReject.fill_id.in_(pending.passed_with_old_rejects),
-                    RecordReject.resolved_at.is_(None),
+        if b.open_rejects and b.content is not None and not b.errors:
+            went = set(b.pending.fill_ids)
+            passed = [fid for fid in b.open_rejects if fid in went]
+            if passed:
+                s.execute(
+                    update(RecordReject)
+                    .where(RecordReject.fill_id.in_(passed), RecordReject.resolved_at.is_(None))
+                    .values(resolved_at=self.now)
                 )
-                .values(resolved_at=self.now)
-            )
 
     # -- zero reports --
     def _zero_period(self) -> tuple[dt.date, dt.date] | None:
@@ -679,53 +770,23 @@ class Extractor:
                     .distinct()
                 )
             )
-        busy = reported | dispensed | self._active
-        for group in groups:
-            for ph in group.pharmacies:
-                if ph.id in busy or ph.created_at >= self.cutoff:
-                    continue
-                self._zero_report(group, ph, start, end)
+            busy = reported | dispensed | self._active
+            for group in groups:
+                for ph in group.pharmacies:
+                    if ph.id in busy or ph.created_at >= self.cutoff:
+                        continue
+                    self._add(self._zero_report(s, group, ph, start, end))
 
-    def _zero_report(self, group: _Group, ph: Pharmacy, start: dt.date, end: dt.date) -> None:
-        with self.sessions() as s:
-            name, when = self._name(group, s)
+    def _zero_report(
+        self, s: Session, group: _Group, ph: Pharmacy, start: dt.date, end: dt.date
+    ) -> _Built:
+        name, when = self._name(group)
         data = asap_writer.write(
             asap_writer.zero_report(self._header(name, when), pharmacy_value(ph), start, end)
         )
-        errors = [p.message for p in self.checker.file(data).problems if p.severity != WARNING]
-        final = self.outbox / name
-        tmp = self.outbox / (name + ".tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-        _fsync_dir(self.outbox)
-        status = FILE_FAILED if errors else ACCEPT
-        with self.sessions.begin() as s:
-            sub = Submission(
-                file_name=name,
-                submitter_id=group.submitter_id,
-                extract_date=self.day,
-                zero_report=True,
-                fill_date_min=start,
-                fill_date_max=end,
-                record_count=0,
-                valid_record_count=0,
-                state="failed" if errors else "written",
-                created_at=self.now,
-                processed_at=self.now,
-                collector_status=status,
-                collector_answer="\n".join(errors) or None,
-                last_error=errors[0] if errors else None,
-                path=str(final),
-            )
-            s.add(sub)
-            s.flush()
-            self._link_pharmacies(s, sub.id, {ph.id})
-        self.result.files.append(
-            FileOutcome(name, group.submitter_id, 1, 0, 0, status, True, errors)
-        )
+        report = self.checker.file(data)
+        errors = [p.message for p in report.problems if p.severity != WARNING]
+        return _Built(group, name, data, _Pending(), errors, {}, (start, end), ph.id)
 
 
 def extract(

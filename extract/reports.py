@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import and_, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from cashcapture.store.models import (
     Fill,
@@ -94,6 +94,7 @@ def status(session: Session, first: dt.date, last: dt.date, zone: ZoneInfo) -> R
     start, end = _bounds(first, last, zone)
     stmt = (
         select(Submission)
+        .options(defer(Submission.content))
         .where(Submission.created_at >= start, Submission.created_at < end)
         .order_by(Submission.created_at, Submission.id)
     )

@@ -285,7 +285,7 @@ class _Delivery:
     async def deliver(self, sid: int) -> None:
         with self.sessions.begin() as s:
             sub = s.get_one(Submission, sid)
-            name, state, local = sub.file_name, sub.state, sub.path
+            name, state, local, content = sub.file_name, sub.state, sub.path, sub.content
             if state not in IN_FLIGHT:
                 return  # another run finished it
             if state == "written":
@@ -302,10 +302,13 @@ class _Delivery:
             self.result.recovered.append(name)
             self.progress(name)
             return
-        if not local or not os.path.isfile(local):
-            raise _FileProblem(f"local file {local} is missing; cannot deliver")
+        if content is None:  # a file recorded by path only
+            if not local or not os.path.isfile(local):
+                raise _FileProblem(f"local file {local} is missing; cannot deliver")
+            with open(local, "rb") as fh:
+                content = fh.read()
         pause_point("before-upload")
-        await self._upload(sftp, local, temp)
+        await self._upload(sftp, content, temp)
         pause_point("after-upload")
         try:
             await sftp.posix_rename(temp, final)
@@ -319,13 +322,11 @@ class _Delivery:
         self.progress(name)
 
     @staticmethod
-    async def _upload(sftp: asyncssh.SFTPClient, local: str, temp: str) -> None:
-        size = 0
+    async def _upload(sftp: asyncssh.SFTPClient, content: bytes, temp: str) -> None:
+        size = len(content)
         async with sftp.open(temp, "wb") as remote:
-            with open(local, "rb") as fh:
-                while chunk := fh.read(CHUNK):
-                    await remote.write(chunk)
-                    size += len(chunk)
+            for offset in range(0, size, CHUNK):
+                await remote.write(content[offset : offset + CHUNK])
             try:
                 await remote.fsync()
             except asyncssh.SFTPOpUnsupported:  # pragma: no cover - server without fsync
