@@ -1,0 +1,168 @@
+"""`cashcapture demo` end to end: a real process, real TCP, real SFTP, real files.
+
+The demo run is shared by the tests of this module (it takes a couple of
+seconds); each test asserts a different part of what it left behind.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+import ncpdp
+from cashcapture import demo, demo_claims
+from cashcapture.store import Claim, Fill, Submission, make_engine, session_factory
+from extract import reader
+
+CLI = str(Path(sys.executable).with_name("cashcapture"))
+
+
+def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [CLI, *args], capture_output=True, text=True, timeout=120, cwd=cwd, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    base = tmp_path_factory.mktemp("demo")
+    folder = base / "tmp"
+    return folder, _cli("demo", "--dir", str(folder), cwd=base)
+
+
+def _sessions(folder: Path):
+    engine = make_engine(f"sqlite:///{folder / demo.DB_FILE}")
+    return engine, session_factory(engine)
+
+
+def test_demo_reports_every_claim_as_expected(run):
+    folder, proc = run
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "demo OK" in out
+    for scenario in demo_claims.SCENARIOS:
+        line = next(x for x in out.splitlines() if x.startswith(f"│ {scenario.name} "))
+        assert "yes" in line and "NO" not in line, line
+    assert "Claims by outcome: 1 approved, 1 duplicate, 10 paid, 3 rejected" in out
+    assert "certification claims captured: 0" in out
+    assert "3 claims forwarded, bytes unchanged" in out
+    assert "Rejected at the counter: 3" in out
+    assert "Held back by the state's rules for correction: 1" in out
+    assert "PAT_PATIENT_ADDRESS_1" in out
+    assert str(folder.resolve() / demo.COLLECTOR_DIR) in out
+    assert proc.stderr == ""
+
+
+def test_delivered_files_pass_cashcapture_validate(run):
+    folder, _ = run
+    delivered = sorted((folder / demo.COLLECTOR_DIR).glob("*.dat"))
+    assert len(delivered) == 4
+    assert not list((folder / demo.COLLECTOR_DIR).glob("*.part"))
+    check = _cli("validate", *map(str, delivered))
+    assert check.returncode == 0, check.stdout
+    assert check.stdout.count("Accept") == 4
+    # what the collector got is byte for byte what was written
+    for path in delivered:
+        assert path.read_bytes() == (folder / "outbox" / path.name).read_bytes()
+
+
+def test_the_state_gets_each_reportable_fill_once_and_nothing_else(run):
+    folder, _ = run
+    records = []
+    for path in (folder / demo.COLLECTOR_DIR).glob("*.dat"):
+        records += [r for r in reader.read(path.read_bytes()).records() if r.patient.last_name]
+    real = [r for r in records if r.patient.last_name != "REPORT"]  # zero reports aside
+    by_rx = {r.fill.rx_number: r for r in real}
+    assert len(by_rx) == len(real)  # no fill twice
+    # captured: cash oxycodone, compound, gabapentin, the rebilled zolpidem, insured hydrocodone
+    assert set(by_rx) == {"5000001", "5000003", "6000001", "6000005", "6000002"}
+    assert by_rx["6000005"].fill.quantity == 28  # the rebill's quantity, not the first one's
+    assert by_rx["6000002"].fill.payment_type == "04"  # insured
+    assert by_rx["5000001"].fill.payment_type == "01"  # cash
+    assert [i.product_id for i in by_rx["5000003"].fill.ingredients] == [
+        demo_claims.TESTOSTERONE_CYP,
+        demo_claims.CREAM_BASE,
+    ]
+    zero = [r for r in records if r.patient.last_name == "REPORT"]
+    assert len(zero) == 2  # Kentucky River Drug and Commonwealth #102 dispensed nothing
+
+
+def test_store_holds_the_captures_and_no_certification_fill(run):
+    folder, _ = run
+    engine, sessions = _sessions(folder)
+    try:
+        with sessions() as s:
+            fills = {f.rx_number: f for f in s.scalars(select(Fill))}
+            routes = dict(s.execute(select(Claim.route, func.count()).group_by(Claim.route)).all())
+            submissions = s.scalars(select(Submission)).all()
+    finally:
+        engine.dispose()
+    assert fills["5000004"].state == "voided" and fills["5000004"].reported_status is None
+    assert fills["6000005"].state == "revised"
+    assert fills["5000009"].needs_report  # held back, waiting for a corrected claim
+    assert "7000001" not in fills and "5000002" not in fills and "5000008" not in fills
+    assert routes["certification"] == 1
+    assert routes["cash"] == 11
+    assert {s.state for s in submissions} == {"uploaded"}
+    # the claims are dated the day the demo extracts
+    assert {f.date_of_service for f in fills.values()} == {s.extract_date for s in submissions}
+
+
+def test_folder_is_left_for_a_person(run):
+    folder, _ = run
+    for name in (demo.DB_FILE, demo.ADAPTER_TOML, demo.EXTRACT_TOML, demo.MARKER):
+        assert (folder / name).is_file(), name
+    assert list((folder / "keys").glob("*.pub"))
+    # the configs are real: the commands the report suggests work with them
+    db = f"sqlite:///{folder / demo.DB_FILE}"
+    status = _cli("status", "--db", db, "--config", str(folder / demo.EXTRACT_TOML), "--csv")
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.count("uploaded") == 4
+    from cashcapture import config
+
+    cfg = config.load(folder / demo.ADAPTER_TOML)
+    assert [str(r) for r in cfg.certification] == [demo_claims.CERTIFICATION_ROUTE]
+
+
+def test_rerun_starts_clean(tmp_path):
+    folder = tmp_path / "again"
+    first = demo.run(folder)
+    assert first.ok
+    stray = folder / "outbox" / "stray.txt"
+    stray.write_text("left over")
+    second = demo.run(folder)
+    assert second.ok
+    assert not stray.exists()
+    assert sum(second.fills.values()) == sum(first.fills.values()) == 7
+    assert len(list((folder / demo.COLLECTOR_DIR).glob("*.dat"))) == 4
+
+
+def test_refuses_a_folder_it_did_not_make(tmp_path):
+    (tmp_path / "mine.txt").write_text("keep me")
+    proc = _cli("demo", "--dir", str(tmp_path))
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "not made by the demo" in proc.stderr
+    assert (tmp_path / "mine.txt").read_text() == "keep me"
+
+
+def test_message_lines_rejoin_continued_lines():
+    req = ncpdp.parse(demo_claims.messages(dt.date(2025, 1, 15))["cash-controlled"])
+    long = "PMP Patient Street Address PO Box not accepted, street address needed"
+    resp = ncpdp.responses.rejected(req, [["CM"]], messages=[long, "second"])
+    status = ncpdp.find(ncpdp.parse(ncpdp.build(resp)).transactions[0], "21")
+    assert demo.message_lines(status) == (long, "second")
+
+
+def test_simulated_payer_answers_paid_with_the_request_key():
+    payer = demo.SimulatedPayer()
+    data = demo_claims.messages(dt.date(2025, 1, 15))["insured-controlled"]
+    answer = ncpdp.parse(payer.answer(data))
+    status = ncpdp.find(answer.transactions[0], "21")
+    assert status.get("AN") == "P"
+    assert answer.header.service_provider_id == ncpdp.parse(data).header.service_provider_id
