@@ -140,6 +140,8 @@ def _valid_date(v: str) -> bool:
 
 def validate(request: Request) -> list[Problem]:
     """Every problem found in a request, in message order (empty list: valid)."""
+    if not isinstance(request, Request):
+        raise TypeError("validate takes a Request (responses are not validated)")
     out: list[Problem] = []
     _header(request, out)
     tc = request.header.transaction_code

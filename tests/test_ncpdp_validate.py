@@ -166,3 +166,8 @@ def test_unknown_transaction_code_rejected_and_unknown_fields_tolerated():
     m = req("b1_cash.dat")
     find(m.transactions[0], "07").fields += [("Q9", "vendor specific")]
     assert ncpdp.validate(m) == []
+
+
+def test_validate_takes_requests_only():
+    with pytest.raises(TypeError):
+        ncpdp.validate(req("resp_paid.dat"))
