@@ -27,6 +27,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 import ncpdp
@@ -43,6 +44,7 @@ DB_FILE = "cashcapture.db"
 COLLECTOR_DIR = "collector"
 FRAMING = "stx"
 TIMEOUT = 10.0
+COPAY, PLAN_PAYS = Decimal("5.00"), Decimal("12.40")  # the simulated payer's answer
 
 Step = Callable[[str], None]
 
@@ -88,7 +90,7 @@ class DemoResult:
     payer_requests: int = 0
     payer_unchanged: bool = True
     files_written: list[str] = field(default_factory=list)
-    zero_reports: int = 0
+    zero_report_files: set[str] = field(default_factory=set)
     held_back: list[tuple[str, str, str]] = field(default_factory=list)  # (rx, ndc, reason)
     extract_problems: list[str] = field(default_factory=list)
     delivered: list[DeliveredFile] = field(default_factory=list)
@@ -220,9 +222,8 @@ class SimulatedPayer:
         assert isinstance(request, Request)
         if request.header.transaction_code in ("B1", "B3"):
             self._auth += 1
-            copay = ncpdp.typed("DU", "0000500{")  # $5.00 copay
             pricing = [
-                Pricing(patient_pay=copay, copay=copay, total_amount_paid=copay)  # type: ignore[arg-type]
+                Pricing(patient_pay=COPAY, copay=COPAY, total_amount_paid=PLAN_PAYS)
                 for _ in request.transactions
             ]
             response = responses.paid(
@@ -311,7 +312,7 @@ def run(folder: Path, *, step: Step = lambda _msg: None) -> DemoResult:
     started = time.perf_counter()
     folder = prepare(folder)
     db_url = f"sqlite:///{folder / DB_FILE}"
-    step(f"demo folder {folder} (emptied and made afresh)")
+    step(f"demo folder {folder} (clean: any earlier demo run there was removed)")
 
     from cashcapture.store import upgrade
 
@@ -400,13 +401,13 @@ def _extract_and_submit(db_url: str, settings, result: DemoResult, step: Step) -
         with run_lock(engine, settings.extract.lock_file or None):
             extracted = extract(sessions, settings, result.day)
             result.files_written = [f.name for f in extracted.files]
-            result.zero_reports = sum(1 for f in extracted.files if f.zero_report)
+            result.zero_report_files = {f.name for f in extracted.files if f.zero_report}
             result.extract_problems = list(extracted.problems) + [
                 f"{f.name}: {e}" for f in extracted.failed for e in f.errors
             ]
             step(
                 f"extract {result.day}: {len(extracted.files)} files written "
-                f"({extracted.records} records, {result.zero_reports} zero reports), "
+                f"({extracted.records} records, {len(result.zero_report_files)} zero reports), "
                 f"{extracted.rejected} records held back"
             )
             submitted = submit(sessions, settings)
@@ -509,14 +510,16 @@ def render(result: DemoResult, console) -> None:
         + ("bytes unchanged" if result.payer_unchanged else "[bold red]BYTES CHANGED[/]")
     )
     console.print(
-        f"Files written: {len(result.files_written)} ({result.zero_reports} zero reports); "
+        f"Files written: {len(result.files_written)} "
+        f"({len(result.zero_report_files)} zero reports); "
         f"delivered to the collector: {len(result.delivered)}"
         + (f"; NOT delivered: {len(result.not_delivered)}" if result.not_delivered else "")
     )
     for f in result.delivered:
         verdict = "passes the validator" if f.exit_code == 0 else "[bold red]FAILS[/]"
         warn = f", {f.warnings} warnings" if f.warnings else ""
-        console.print(f"  {f.name}: {f.records} records, {f.status}{warn}, {verdict}")
+        what = "zero report" if f.name in result.zero_report_files else f"{f.records} records"
+        console.print(f"  {f.name}: {what}, {f.status}{warn}, {verdict}")
     for problem in result.extract_problems:
         console.print(f"  [bold red]not extracted[/]: {problem}")
     rejected = [c for c in result.claims if c.status == "R"]
