@@ -811,6 +811,21 @@ def demo_cmd(folder: str) -> int:
     return 0 if result.ok else 1
 
 
+def _read_claim(name: str) -> bytes:
+    """A claim file: raw D.0 bytes, or JSON in the codec's contract (built to bytes)."""
+    import json
+
+    import ncpdp
+
+    data = _read_input(name)
+    if data.lstrip()[:1] != b"{":
+        return data
+    try:
+        return ncpdp.build(ncpdp.from_json(json.loads(data)))
+    except (ValueError, ncpdp.BuildError) as exc:
+        raise UserError(f"{name}: not a message in the JSON contract: {exc}") from None
+
+
 @cli.command("certify")
 @click.argument("claims", nargs=-1, required=True, metavar="CLAIM...")
 @click.option(
@@ -822,32 +837,23 @@ def demo_cmd(folder: str) -> int:
 def certify_cmd(claims, html_file, as_json, state, insured) -> int:
     """Offline certification of raw D.0 claims (or JSON): exit 0 all ready for the PMP, 1 not."""
     import datetime as dt
-    import json
 
-    import ncpdp
     from cashcapture import certify, drugs
+    from cashcapture.config import Config
+    from cashcapture.server import schedule_factory
 
     try:
         drug_list = drugs.load(state.upper())
+        schedule_of = schedule_factory(Config(state=state.upper()))
     except (KeyError, ValueError, FileNotFoundError) as exc:
         raise UserError(f"--state {state}: {exc}") from None
 
-    def schedule_of(ndc: str) -> str | None:
-        drug = drug_list.lookup(ndc)
-        return drug.schedule if drug is not None else None
-
     findings = []
     for name in claims:
-        data = _read_input(name)
-        if data.lstrip()[:1] == b"{":
-            try:
-                data = ncpdp.build(ncpdp.from_json(json.loads(data)))
-            except (ValueError, ncpdp.BuildError) as exc:
-                raise UserError(f"{name}: not a message in the JSON contract: {exc}") from None
         try:
             findings.append(
                 certify.certify(
-                    data, name, schedule_of=schedule_of, today=dt.date.today(),
+                    _read_claim(name), name, schedule_of=schedule_of, today=dt.date.today(),
                     state=state.upper(), drug_list=drug_list,
                     payment_type="04" if insured else "01",
                 )  # fmt: skip

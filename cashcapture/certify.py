@@ -381,22 +381,14 @@ def render(all_findings: Iterable[ClaimFindings], console) -> None:
         if c.error:
             console.print(f"[bold red]{c.error}[/]")
             continue
-        console.print(
-            f"{c.transaction_code} to BIN {c.bin} PCN {c.pcn or '-'}, pharmacy {c.provider}, "
-            f"date of service {c.date_of_service}"
-        )
+        console.print(_describe(c))
         if c.note:
             console.print(f"[dim]{c.note}[/]")
         if c.message_rejects:
             console.print(f"Whole transmission rejected: {_codes(c.message_rejects)}")
         for t in c.transactions:
-            drug = f"schedule {t.schedule}" if t.schedule else "not a reportable controlled drug"
-            console.print(
-                f"\n[bold]Transaction {t.index}[/]: Rx {t.rx_number or '-'}, "
-                f"{t.product or 'no product'} ({drug})"
-            )
-            rejects = f", rejects {_codes(t.counter_rejects)}" if t.counter_rejects else ""
-            console.print(f"Counter answer: {_status_name(t.counter_status)}{rejects}")
+            console.print(f"\n[bold]{_transaction(t)}[/]", highlight=False)
+            console.print(_counter(t))
             for m in t.counter_messages:
                 console.print(f"  {m}")
             if t.fields:
@@ -423,6 +415,23 @@ def render(all_findings: Iterable[ClaimFindings], console) -> None:
                 style = "yellow" if s.severity == "warning" else "bold red"
                 console.print(f"  [{style}]state {s.severity}[/] {s.element}: {s.reason}")
     console.print()
+
+
+def _describe(c: ClaimFindings) -> str:
+    return (
+        f"{c.transaction_code} to BIN {c.bin} PCN {c.pcn or '-'}, pharmacy {c.provider}, "
+        f"date of service {c.date_of_service}"
+    )
+
+
+def _transaction(t: TransactionFindings) -> str:
+    drug = f"schedule {t.schedule}" if t.schedule else "not a reportable controlled drug"
+    return f"Transaction {t.index}: Rx {t.rx_number or '-'}, {t.product or 'no product'} ({drug})"
+
+
+def _counter(t: TransactionFindings) -> str:
+    rejects = f", rejects {_codes(t.counter_rejects)}" if t.counter_rejects else ""
+    return f"Counter answer: {_status_name(t.counter_status)}{rejects}"
 
 
 def _codes(codes: Iterable[str]) -> str:
@@ -467,23 +476,15 @@ def to_html(all_findings: Iterable[ClaimFindings], generated: dt.datetime | None
         if c.error:
             parts.append(f"<p class='no'>{e(c.error)}</p>")
             continue
-        parts.append(
-            f"<p>{e(c.transaction_code)} to BIN {e(c.bin)} PCN {e(c.pcn or '-')}, "
-            f"pharmacy {e(c.provider)}, date of service {e(c.date_of_service)}</p>"
-        )
+        parts.append(f"<p>{e(_describe(c))}</p>")
         if c.note:
             parts.append(f"<p class='absent'>{e(c.note)}</p>")
         if c.message_rejects:
             codes = e(_codes(c.message_rejects))
             parts.append(f"<p class='no'>Whole transmission rejected: {codes}</p>")
         for t in c.transactions:
-            drug = f"schedule {t.schedule}" if t.schedule else "not a reportable controlled drug"
-            parts.append(
-                f"<h3>Transaction {t.index}: Rx {e(t.rx_number or '-')}, "
-                f"{e(t.product or 'no product')} ({e(drug)})</h3>"
-            )
-            rejects = f", rejects {_codes(t.counter_rejects)}" if t.counter_rejects else ""
-            parts.append(f"<p>Counter answer: {e(_status_name(t.counter_status) + rejects)}</p>")
+            parts.append(f"<h3>{e(_transaction(t))}</h3>")
+            parts.append(f"<p>{e(_counter(t))}</p>")
             if t.counter_messages:
                 items = "".join(f"<li>{e(m)}</li>" for m in t.counter_messages)
                 parts.append(f"<ul>{items}</ul>")
