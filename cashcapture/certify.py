@@ -357,11 +357,16 @@ def certify(
     return out
 
 
-def counter_messages(findings: TransactionFindings, limit: int = 9) -> list[str]:
-    """Short lines naming each missing or invalid field, for a certification response."""
+def counter_messages(fields: Iterable[FieldFinding], limit: int = 9) -> list[str]:
+    """Short lines naming each missing or invalid field, for a certification response.
+
+    For the adapter's certification route: ``fields, other, _ = field_findings(dos, segs)``
+    then ``counter_messages([*fields, *other])`` as the response's message lines.
+    """
     lines = [
         f"{f.field_id} {f.status}{': ' + f.reason if f.reason else ''} -> {f.asap or '-'}"
-        for f in findings.problems
+        for f in fields
+        if f.problem
     ]
     return lines[:limit] or ["PMP fields complete"]
 

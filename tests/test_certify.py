@@ -134,11 +134,14 @@ def test_not_controlled_and_reversal_and_garbage():
 
 
 def test_counter_messages_name_the_fields():
-    t = run(claim(drop=DROPPED)).transactions[0]
-    lines = certify.counter_messages(t)
+    request = ncpdp.parse(claim(drop=DROPPED))
+    segments = [*request.transactions[0], *request.segments]
+    fields, other, _ = certify.field_findings(request.header.date_of_service, segments)
+    lines = certify.counter_messages([*fields, *other])
     assert lines[0].startswith("322-CM missing -> PAT12")
     assert len(lines) == 6
-    assert certify.counter_messages(run(claim()).transactions[0]) == ["PMP fields complete"]
+    complete = run(claim()).transactions[0]
+    assert certify.counter_messages(complete.fields) == ["PMP fields complete"]
 
 
 def test_html_is_self_contained_and_holds_the_findings():
