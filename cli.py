@@ -792,6 +792,8 @@ def demo_cmd(folder: str) -> int:
     """Run the whole pipeline on loopback: adapter, payer, claims, extract, SFTP, report."""
     from pathlib import Path
 
+    from sqlalchemy.exc import SQLAlchemyError
+
     from cashcapture import demo
 
     console = _console()
@@ -807,6 +809,8 @@ def demo_cmd(folder: str) -> int:
         raise UserError(str(exc)) from None
     except OSError as exc:
         raise UserError(f"demo: {exc.strerror or exc}") from None
+    except (ValueError, RuntimeError, SQLAlchemyError) as exc:  # a part failed to start or run
+        raise UserError(f"demo failed: {type(exc).__name__}: {exc}") from None
     demo.render(result, console)
     return 0 if result.ok else 1
 
