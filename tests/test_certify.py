@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 import ncpdp
-from cashcapture import certify, config, demo_claims, drugs, framing
+from cashcapture import certify, config, demo, demo_claims, drugs
 from cashcapture.server import AdapterServer
 from cashcapture.store import Claim, Fill, make_engine, session_factory, upgrade
 from cli import main
@@ -188,20 +188,6 @@ def test_cli_certify_bad_input_is_one_line(tmp_path, capsys):
 # --- the certification BIN on a live adapter ------------------------------------------------
 
 
-async def _exchange(port: int, messages: list[bytes]) -> list[bytes]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    decoder = framing.decoder("stx", 65535)
-    out = []
-    for data in messages:
-        writer.write(framing.encode("stx", data))
-        await writer.drain()
-        while (frame := decoder.next_frame()) is None:
-            decoder.feed(await asyncio.wait_for(reader.read(65536), 10))
-        out.append(frame)
-    writer.close()
-    return out
-
-
 def test_certification_bin_answers_and_never_captures(db_url, tmp_path):
     from extract.daily import extract
     from extract.settings import ExtractSettings, Settings
@@ -231,7 +217,7 @@ def test_certification_bin_answers_and_never_captures(db_url, tmp_path):
         server = AdapterServer(cfg, schedule_of)
         await server.start()
         try:
-            return await _exchange(
+            return await demo.send_all(
                 server.ports[0], [ncpdp.build(incomplete), ncpdp.build(complete)]
             )
         finally:
