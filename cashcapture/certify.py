@@ -83,6 +83,7 @@ class TransactionFindings:
     counter_messages: list[str] = field(default_factory=list)
     asap_record: list[str] = field(default_factory=list)  # segments, one per line
     state: list[StateFinding] = field(default_factory=list)
+    note: str = ""
 
     @property
     def problems(self) -> list[FieldFinding]:
@@ -90,12 +91,16 @@ class TransactionFindings:
 
     @property
     def ready(self) -> bool:
-        """The counter pays it and the state accepts its record (warnings allowed)."""
-        return (
-            self.counter_status not in ("R", "")
-            and not self.problems
-            and not any(s.severity == "reject" for s in self.state)
-        )
+        """The counter pays it and the state accepts its record (warnings allowed).
+
+        A drug that is not a reportable controlled substance makes no PMP record:
+        only the counter's answer counts.
+        """
+        if self.counter_status in ("R", ""):
+            return False
+        if self.schedule is None:
+            return True
+        return not self.problems and not any(s.severity == "reject" for s in self.state)
 
 
 @dataclass
@@ -334,6 +339,10 @@ def certify(
             t.counter_status, t.counter_rejects = "R", list(out.message_rejects)
         if h.transaction_code in ("B1", "B3"):
             t.fields, t.other, extracted = field_findings(h.date_of_service, segs, names)
+            if t.schedule is None:
+                t.note = "not a reportable controlled drug: no PMP record (fields for reference)"
+                out.transactions.append(t)
+                continue
             record = asap_record(
                 extracted,
                 payment_type,
@@ -394,6 +403,8 @@ def render(all_findings: Iterable[ClaimFindings], console) -> None:
         for t in c.transactions:
             console.print(f"\n[bold]{_transaction(t)}[/]", highlight=False)
             console.print(_counter(t))
+            if t.note:
+                console.print(f"[dim]{t.note}[/]")
             for m in t.counter_messages:
                 console.print(f"  {m}")
             if t.fields:
@@ -490,6 +501,8 @@ def to_html(all_findings: Iterable[ClaimFindings], generated: dt.datetime | None
         for t in c.transactions:
             parts.append(f"<h3>{e(_transaction(t))}</h3>")
             parts.append(f"<p>{e(_counter(t))}</p>")
+            if t.note:
+                parts.append(f"<p class='absent'>{e(t.note)}</p>")
             if t.counter_messages:
                 items = "".join(f"<li>{e(m)}</li>" for m in t.counter_messages)
                 parts.append(f"<ul>{items}</ul>")

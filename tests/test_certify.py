@@ -126,6 +126,9 @@ def test_compound_record_carries_its_ingredients():
 def test_not_controlled_and_reversal_and_garbage():
     lisinopril = run(claim("cash-not-controlled")).transactions[0]
     assert lisinopril.schedule is None and lisinopril.counter_status == "P"
+    assert lisinopril.ready and lisinopril.asap_record == [] and "no PMP record" in lisinopril.note
+    # no patient DOB, gender or address: nothing for the PMP, the counter pays it
+    assert run(claim("cash-not-controlled", drop={"01": {"C4", "C5", "CM"}})).ready
     reversal = run(claim("cash-reversal"))
     assert reversal.transactions[0].counter_status == "A" and "B2" in reversal.note
     assert reversal.transactions[0].fields == []
