@@ -137,6 +137,21 @@ def populate_postgresql(url: str, schema: str, fills: int, pharmacies: int) -> N
         pg.execute("ANALYZE fills")
 
 
+def requeue(url: str) -> None:
+    """Forget the files of the last run so the same day can be extracted again."""
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        for table in (
+            "submission_records",
+            "submission_pharmacies",
+            "record_rejects",
+            "submissions",
+        ):
+            conn.exec_driver_sql(f"DELETE FROM {table}")
+        conn.exec_driver_sql("UPDATE fills SET needs_report = true")
+    engine.dispose()
+
+
 def _conninfo() -> str:
     return make_url(PG_URL).set(drivername="postgresql").render_as_string(hide_password=False)
 
@@ -148,22 +163,24 @@ from cashcapture.store import make_engine, session_factory
 from extract.daily import extract
 from extract.settings import ExtractSettings, Settings
 url, outbox, day = sys.argv[1], sys.argv[2], dt.date.fromisoformat(sys.argv[3])
+workers = int(sys.argv[4])
 settings = Settings(extract=ExtractSettings(timezone="UTC", zero_reports="off"),
                     base_dir=Path(outbox))
 engine = make_engine(url)
 t0 = time.perf_counter()
-result = extract(session_factory(engine), settings, day)
+result = extract(session_factory(engine), settings, day, workers=workers)
 elapsed = time.perf_counter() - t0
 print(json.dumps(dict(seconds=elapsed, files=len(result.files), records=result.records,
                       rejected=result.rejected, failed=len(result.failed),
-                      peak_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)))
+                      peak_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                      worker_peak_kib=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)))
 """
 
 
-def run_extract(url: str, outbox: Path) -> dict:
+def run_extract(url: str, outbox: Path, workers: int) -> dict:
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD, url, str(outbox), DAY.isoformat()],
+        [sys.executable, "-c", CHILD, url, str(outbox), DAY.isoformat(), str(workers)],
         capture_output=True,
         text=True,
     )
@@ -171,11 +188,12 @@ def run_extract(url: str, outbox: Path) -> dict:
     if proc.returncode:
         raise SystemExit(proc.stderr)
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    out.update(wall=wall, peak_mib=out["peak_kib"] / 1024)  # ru_maxrss of the child itself
+    # ru_maxrss of the extract process itself, and of its largest worker process
+    out.update(wall=wall, peak_mib=out["peak_kib"] / 1024, worker_mib=out["worker_peak_kib"] / 1024)
     return out
 
 
-def bench(backend: str, fills: int, pharmacies: int, work: Path) -> dict:
+def bench(backend: str, fills: int, pharmacies: int, workers: list[int], work: Path) -> list:
     schema = None
     if backend == "sqlite":
         url = f"sqlite:///{work / 'bench.db'}"
@@ -192,9 +210,14 @@ def bench(backend: str, fills: int, pharmacies: int, work: Path) -> dict:
         else:
             populate_postgresql(url, schema, fills, pharmacies)
         populate = time.perf_counter() - t0
-        result = run_extract(url, work / f"out-{backend}")
-        result.update(backend=backend, populate=populate)
-        return result
+        results = []
+        for n in workers:
+            if n != workers[0]:  # the first run reported everything: queue the day again
+                requeue(url)
+            result = run_extract(url, work / f"out-{backend}-{n}", n)
+            result.update(backend=backend, populate=populate, workers=n)
+            results.append(result)
+        return results
     finally:
         if schema:
             with psycopg.connect(_conninfo(), autocommit=True) as pg:
@@ -206,19 +229,22 @@ def main() -> None:
     ap.add_argument("--fills", type=int, default=1_000_000)
     ap.add_argument("--pharmacies", type=int, default=5_000)
     ap.add_argument("--backend", default="sqlite,postgresql")
+    ap.add_argument("--workers", default="1,2", help="worker process counts to run, e.g. 1,2")
     args = ap.parse_args()
     print(f"{args.fills:,} fills across {args.pharmacies:,} pharmacies, day {DAY}")
+    workers = [int(w) for w in args.workers.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         for backend in args.backend.split(","):
-            r = bench(backend, args.fills, args.pharmacies, Path(tmp))
-            rate = r["records"] / r["seconds"] if r["seconds"] else 0
-            print(
-                f"{backend:<10} populate {r['populate']:6.1f} s | extract {r['seconds']:6.1f} s "
-                f"(process {r['wall']:6.1f} s) {rate:9,.0f} records/s | peak {r['peak_mib']:7.1f} "
-                f"MiB | files {r['files']:,} records {r['records']:,} rejected {r['rejected']} "
-                f"failed {r['failed']}",
-                flush=True,
-            )
+            for r in bench(backend, args.fills, args.pharmacies, workers, Path(tmp)):
+                rate = r["records"] / r["seconds"] if r["seconds"] else 0
+                print(
+                    f"{backend:<10} workers {r['workers']} | populate {r['populate']:6.1f} s | "
+                    f"extract {r['seconds']:6.1f} s (process {r['wall']:6.1f} s) "
+                    f"{rate:9,.0f} records/s | peak {r['peak_mib']:7.1f} MiB "
+                    f"(largest worker {r['worker_mib']:6.1f} MiB) | files {r['files']:,} "
+                    f"records {r['records']:,} rejected {r['rejected']} failed {r['failed']}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

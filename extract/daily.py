@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import multiprocessing
 from array import array
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 from sqlalchemy import String, cast, exists, func, insert, select, update
@@ -354,6 +356,7 @@ class Extractor:
         self.outbox = settings.outbox_dir() if settings.extract.outbox else None
         self.result = ExtractResult(day=day)
         self._taken: set[str] | None = None  # file names in use
+        self._queue: dict[int, int] | None = None  # pharmacy -> fills queued
         self._rejects: dict[int, dict[int, set]] | None = None  # pharmacy -> fill -> open
         self._active: set[int] = set()  # pharmacies with any fill activity this run
         self._batch: list[_Built] = []
@@ -374,15 +377,14 @@ class Extractor:
             group.reg_key = group.reg_key or self.settings.extract.reg_key
         return list(by_submitter.values())
 
-    def run(self) -> ExtractResult:
+    def run(self, workers: int = 1) -> ExtractResult:
+        """Every group's file, then zero reports; groups spread over `workers` processes."""
         if self.outbox is not None:
             self.outbox.mkdir(parents=True, exist_ok=True)
         with self.sessions() as session:
             groups = self.groups(session)
             session.expunge_all()
         self._resolve_stale_rejects()
-        total = sum(len(g.pharmacies) for g in groups)
-        done = 0
         usable = []
         for group in groups:
             problem = self._registration_problem(group)
@@ -390,12 +392,47 @@ class Extractor:
                 self.result.problems.append(problem)
             else:
                 usable.append(group)
-                self._add(self._build_group(group))
-            done += len(group.pharmacies)
-            self.progress(done, total)
+        if workers > 1 and len(usable) > 1:
+            self._run_parallel(usable, workers)
+        else:
+            self.run_groups(usable)
         self._zero_reports(usable)
         self._flush()
         return self.result
+
+    def run_groups(self, groups: list[_Group]) -> None:
+        total = sum(len(g.pharmacies) for g in groups)
+        done = 0
+        for group in groups:
+            self._add(self._build_group(group))
+            done += len(group.pharmacies)
+            self.progress(done, total)
+        self._flush()
+
+    def _run_parallel(self, groups: list[_Group], workers: int) -> None:
+        """Groups are independent: hand chunks of them to worker processes."""
+        url = self.sessions.kw["bind"].url.render_as_string(hide_password=False)
+        chunks: list[list[str]] = []
+        per_chunk = max(1, len(groups) // (workers * 8))
+        for i in range(0, len(groups), per_chunk):
+            chunks.append([g.submitter_id for g in groups[i : i + per_chunk]])
+        sizes = {g.submitter_id: len(g.pharmacies) for g in groups}
+        total, done = sum(sizes.values()), 0
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            futures = {
+                pool.submit(_extract_chunk, url, self.settings, self.day, self.now, chunk): chunk
+                for chunk in chunks
+            }
+            for future in as_completed(futures):
+                part, active = future.result()
+                self.result.files += part.files
+                self.result.dropped += part.dropped
+                self.result.rejected += part.rejected
+                self._active |= active
+                done += sum(sizes[sub] for sub in futures[future])
+                self.progress(done, total)
+        self.result.files.sort(key=lambda f: f.name)
 
     def _registration_problem(self, group: _Group) -> str:
         """Why no file can be named for this submitter ("" when it can)."""
@@ -456,7 +493,26 @@ class Extractor:
         )
 
     # -- streaming --
+    def _queued(self, session: Session, pharmacy_id: int) -> int:
+        """How many fills the pharmacy has queued (one GROUP BY for all, on first use)."""
+        if self._queue is None:
+            stmt = (
+                select(_C.pharmacy_id, func.count())
+                .where(_C.needs_report.is_(True))
+                .group_by(_C.pharmacy_id)
+            )
+            self._queue = {pid: n for pid, n in session.execute(stmt)}
+        return self._queue.get(pharmacy_id, 0)
+
     def _rows(self, session: Session, pharmacy_id: int) -> Iterator:
+        """The pharmacy's queued fills in file order: buffered when few, streamed when many.
+
+        A server-side cursor costs a round trip or three per query; most stores
+        queue a few hundred fills a day, so only big queues are streamed.
+        """
+        queued = self._queued(session, pharmacy_id)
+        if not queued:
+            return
         in_flight = (
             select(SubmissionRecord.id)
             .join(Submission, Submission.id == SubmissionRecord.submission_id)
@@ -477,8 +533,9 @@ class Extractor:
                 _C.patient_id,
                 _C.id,
             )
-            .execution_options(yield_per=YIELD_PER)
         )
+        if queued > YIELD_PER:
+            stmt = stmt.execution_options(yield_per=YIELD_PER)
         yield from session.execute(stmt)
 
     def _ingredients(self, session: Session, fill_id: int) -> tuple[asap.Ingredient, ...]:
@@ -675,24 +732,32 @@ class Extractor:
 
     @staticmethod
     def _insert_records(s: Session, submission_id: int, pending: _Pending) -> None:
-        table = SubmissionRecord.__table__
-        batch: list[dict] = []
-        for fid, version, status in zip(
-            pending.fill_ids, pending.versions, pending.statuses, strict=True
-        ):
-            batch.append(
-                {
-                    "submission_id": submission_id,
-                    "fill_id": fid,
-                    "reporting_status": STATUS_CODES[status],
-                    "fill_version": version,
-                }
+        rows = (
+            (submission_id, fid, STATUS_CODES[status], version)
+            for fid, version, status in zip(
+                pending.fill_ids, pending.versions, pending.statuses, strict=True
             )
+        )
+        conn = s.connection()
+        if conn.dialect.name == "postgresql":  # COPY: a national day is a million rows
+            cursor = conn.connection.dbapi_connection.cursor()
+            with cursor.copy(
+                "COPY submission_records (submission_id, fill_id, reporting_status, fill_version)"
+                " FROM STDIN"
+            ) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        table = SubmissionRecord.__table__
+        names = ("submission_id", "fill_id", "reporting_status", "fill_version")
+        batch: list[dict] = []
+        for row in rows:
+            batch.append(dict(zip(names, row, strict=True)))
             if len(batch) >= 5000:
-                s.execute(insert(table), batch)
+                conn.execute(insert(table), batch)
                 batch = []
         if batch:
-            s.execute(insert(table), batch)
+            conn.execute(insert(table), batch)
 
     def _drop(self, s: Session, dropped: list[tuple[int, int]]) -> None:
         """Reversed before ever reported: nothing for the state, off the queue."""
@@ -789,6 +854,27 @@ class Extractor:
         return _Built(group, name, data, _Pending(), errors, {}, (start, end), ph.id)
 
 
+def _extract_chunk(
+    url: str, settings: Settings, day: dt.date, now: dt.datetime, submitters: list[str]
+) -> tuple[ExtractResult, set[int]]:
+    """Worker process: the files of these submitters (zero reports stay with the parent)."""
+    from cashcapture.store import make_engine, session_factory
+
+    engine = _WORKER_ENGINES.get(url)
+    if engine is None:
+        engine = _WORKER_ENGINES[url] = make_engine(url)
+    ex = Extractor(session_factory(engine), settings, day, now=now)
+    with ex.sessions() as session:
+        wanted = set(submitters)
+        groups = [g for g in ex.groups(session) if g.submitter_id in wanted]
+        session.expunge_all()
+    ex.run_groups(groups)
+    return ex.result, ex._active
+
+
+_WORKER_ENGINES: dict[str, object] = {}
+
+
 def extract(
     sessions: sessionmaker[Session],
     settings: Settings,
@@ -797,13 +883,20 @@ def extract(
     now: dt.datetime | None = None,
     checker: Checker | None = None,
     progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
 ) -> ExtractResult:
-    """Extract `day` (default yesterday in the configured zone); safe to re-run."""
+    """Extract `day` (default yesterday in the configured zone); safe to re-run.
+
+    `workers` (default: the [extract] workers setting) > 1 spreads the
+    submitters over that many processes; a custom `checker` runs in-process.
+    """
     now = now or utcnow()
     day = day or default_day(settings, now)
     if day >= now.astimezone(settings.extract.zone()).date() + dt.timedelta(days=1):
         raise SettingsError(f"cannot extract {day}: it has not begun")
-    return Extractor(sessions, settings, day, now=now, checker=checker, progress=progress).run()
+    workers = settings.extract.workers if workers is None else workers
+    ex = Extractor(sessions, settings, day, now=now, checker=checker, progress=progress)
+    return ex.run(1 if checker is not None else workers)
 
 
 def queue_size(session: Session) -> int:

@@ -33,6 +33,7 @@ class ExtractSettings:
     file_type: str = "P"  # TH07: P production, T test
     asap_version: str = "4.1"
     lock_file: str = ""  # run lock for SQLite / other; default: next to the database
+    workers: int = 1  # processes building files in parallel (2+ for a national day)
 
     def zone(self) -> ZoneInfo:
         try:
@@ -98,6 +99,8 @@ def check(settings: Settings) -> Settings:
     if ex.file_type not in ("P", "T"):
         raise SettingsError("[extract] file_type must be P or T")
     ex.zone()
+    if not 1 <= ex.workers <= 64:
+        raise SettingsError("[extract] workers must be between 1 and 64")
     if settings.sftp.retries < 1:
         raise SettingsError("[sftp] retries must be at least 1")
     return settings

@@ -214,3 +214,23 @@ def test_missing_reg_key_is_reported_and_fills_stay_queued(sessions, tmp_path): 
     assert any("FP1234563" in p and "RegKey" in p for p in result.problems)
     with sessions() as s:
         assert s.get_one(Fill, fid).needs_report
+
+
+def test_worker_processes_make_the_same_files(sessions, tmp_path):  # noqa: F811
+    with sessions.begin() as s:
+        ph = pharmacies(s)
+        for i in range(5):
+            good_fill(s, ph["solo"], f"A{i}")
+            good_fill(s, ph["chain2"], f"C{i}")
+    cfg = settings(tmp_path)
+    result = extract(sessions, cfg, TODAY, now=NOW, workers=2)
+    counts = sorted((f.submitter_id, f.records, f.zero_report) for f in result.files)
+    assert counts == [
+        ("BB4827133", 0, True),
+        ("CWDRUGS", 0, True),  # chain store 101 dispensed nothing
+        ("CWDRUGS", 5, False),
+        ("FP1234563", 5, False),
+    ]
+    for f in result.files:
+        assert check_file((cfg.outbox_dir() / f.name).read_bytes()).status == "Accept"
+    assert extract(sessions, cfg, TODAY, now=NOW, workers=2).files == []
