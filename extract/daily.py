@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import multiprocessing
+import os
 from array import array
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -52,6 +53,7 @@ from . import writer as asap_writer
 from .reader import read
 from .rules import for_state
 from .settings import WEEKDAYS, Settings, SettingsError
+from .submit import writing
 from .validate import WARNING, Problem, Report, Validator
 
 STATUS_CODES = (NEW_RECORD, REVISED_RECORD, VOID_RECORD)
@@ -451,7 +453,7 @@ class Extractor:
 
     def _resolve_stale_rejects(self) -> None:
         """Rejects of fills that no longer need a report (e.g. reversed) are moot."""
-        with self.sessions.begin() as s:
+        with writing(self.sessions) as s:
             s.execute(
                 update(RecordReject)
                 .where(
@@ -666,7 +668,7 @@ class Extractor:
         if not batch:
             return
         outcomes: list[tuple[_Built, FileOutcome]] = []
-        with self.sessions.begin() as s:
+        with writing(self.sessions) as s:
             for b in batch:
                 submission_id = None
                 if b.content is not None:
@@ -676,7 +678,9 @@ class Extractor:
                 self._save_rejects(s, submission_id, b)
         for b, outcome in outcomes:
             if self.outbox is not None and b.content is not None:
-                (self.outbox / b.name).write_bytes(b.content)
+                tmp = self.outbox / (b.name + ".tmp")
+                tmp.write_bytes(b.content)
+                os.replace(tmp, self.outbox / b.name)
             self.result.files.append(outcome)
         for b in batch:
             self.result.dropped += len(b.pending.dropped)
@@ -897,9 +901,3 @@ def extract(
     workers = settings.extract.workers if workers is None else workers
     ex = Extractor(sessions, settings, day, now=now, checker=checker, progress=progress)
     return ex.run(1 if checker is not None else workers)
-
-
-def queue_size(session: Session) -> int:
-    """Fills waiting for a report (for status lines)."""
-    stmt = select(func.count()).select_from(Fill).where(Fill.needs_report.is_(True))
-    return session.scalar(stmt) or 0

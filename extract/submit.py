@@ -23,7 +23,8 @@ import os
 import posixpath
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,7 @@ import asyncssh
 from sqlalchemy import and_, case, exists, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from cashcapture.store.engine import writer_engine
 from cashcapture.store.models import (
     NEW_RECORD,
     REVISED_RECORD,
@@ -140,6 +142,17 @@ def connect_options(sftp: SftpSettings, base_dir: Path) -> dict:
         "config": None,
         "connect_timeout": sftp.timeout,
     }
+
+
+@contextmanager
+def writing(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    """A write transaction that takes SQLite's write lock up front (BEGIN IMMEDIATE).
+
+    The adapter commits captures all the time; a transaction that reads first
+    and writes later could otherwise fail on a stale snapshot instead of waiting.
+    """
+    with sessions(bind=writer_engine(sessions.kw["bind"])) as session, session.begin():
+        yield session
 
 
 def pending_ids(session: Session) -> list[int]:
@@ -273,7 +286,7 @@ class _Delivery:
             delay *= 2
 
     def _note_error(self, sid: int, message: str) -> None:
-        with self.sessions.begin() as s:
+        with writing(self.sessions) as s:
             s.execute(update(Submission).where(Submission.id == sid).values(last_error=message))
 
     def _fail(self, sid: int, message: str) -> None:
@@ -283,7 +296,7 @@ class _Delivery:
         self.result.failed[name] = message
 
     async def deliver(self, sid: int) -> None:
-        with self.sessions.begin() as s:
+        with writing(self.sessions) as s:
             sub = s.get_one(Submission, sid)
             name, state, local, content = sub.file_name, sub.state, sub.path, sub.content
             if state not in IN_FLIGHT:
@@ -297,7 +310,7 @@ class _Delivery:
         sftp = await self.client()
         if state == "uploading" and await sftp.exists(final):
             # Renamed before a crash; only the commit was lost.
-            with self.sessions.begin() as s:
+            with writing(self.sessions) as s:
                 mark_uploaded(s, sid)
             self.result.recovered.append(name)
             self.progress(name)
@@ -315,7 +328,7 @@ class _Delivery:
         except asyncssh.SFTPOpUnsupported:  # pragma: no cover - servers without the extension
             await sftp.rename(temp, final)
         pause_point("after-rename")
-        with self.sessions.begin() as s:
+        with writing(self.sessions) as s:
             mark_uploaded(s, sid)
         pause_point("after-commit")
         self.result.uploaded.append(name)

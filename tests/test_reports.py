@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import subprocess
 import sys
 
@@ -79,40 +78,20 @@ def test_bad_input_is_one_line_and_status_2(tmp_path, capsys):
 
 def test_two_runs_never_overlap(tmp_path, migrated_db_url):
     """While one process holds the run lock, run-daily in another refuses at once."""
-    (tmp_path / "cc.toml").write_text('[extract]\ntimezone = "UTC"\nzero_reports = "off"\n')
+    config = tmp_path / "cc.toml"
+    config.write_text('[extract]\ntimezone = "UTC"\nzero_reports = "off"\n')
+
+    def cashcapture(command: str) -> subprocess.CompletedProcess:
+        argv = [sys.executable, "-m", "cli", command, "--db", migrated_db_url]
+        return subprocess.run(argv + ["--config", str(config)], capture_output=True, timeout=60)
+
     engine = make_engine(migrated_db_url)
     try:
         with run_lock(engine):
-            busy = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "cli",
-                    "run-daily",
-                    "--db",
-                    migrated_db_url,
-                    "--config",
-                    str(tmp_path / "cc.toml"),
-                ],
-                capture_output=True,
-                timeout=60,
-                env=dict(os.environ),
-            )
+            busy = cashcapture("run-daily")
             assert busy.returncode == 75 and b"another extract/submit run" in busy.stderr
-        free = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "cli",
-                "extract",
-                "--db",
-                migrated_db_url,
-                "--config",
-                str(tmp_path / "cc.toml"),
-            ],
-            capture_output=True,
-            timeout=60,
-        )
+            assert len(busy.stderr.splitlines()) == 1
+        free = cashcapture("extract")
         assert free.returncode == 0, free.stderr
     finally:
         engine.dispose()
