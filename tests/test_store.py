@@ -256,3 +256,25 @@ def test_naive_datetime_is_refused(db_session):
     fill.reported_at = dt.datetime(2024, 1, 1)
     with pytest.raises(Exception, match="naive datetime"):
         db_session.flush()
+
+
+def test_concurrent_upgrades_from_empty(db_url):
+    """Workers that start together all end at head, none fails."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            upgrade(db_url)
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads) and errors == []
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0001"
+    engine.dispose()
