@@ -1,5 +1,10 @@
 """Adapter settings from a TOML file; every setting has a default (see SETTINGS).
 
+One file serves every part (fixtures/cashcapture.toml shows each setting): the
+adapter reads the sections of `SECTIONS` it owns and leaves the others to the
+part they belong to (`[extract]` and `[sftp]`: extract/settings.py checks them),
+while a section nobody owns is refused, so a misspelt one is never ignored.
+
 Routes are written ``BIN`` or ``BIN/PCN``: a route without a PCN matches every
 PCN of that BIN, and a route with a PCN wins over one without.
 """
@@ -95,6 +100,16 @@ SETTINGS: dict[str, str] = {
     "forwarded unchanged to host:port; past timeout seconds the pharmacy gets reject 95 (8.0)",
 }
 
+# Every top-level key of the config file -> the part that reads and checks it.
+SECTIONS: dict[str, str] = {
+    "adapter": "adapter",
+    "listeners": "adapter",
+    "routes": "adapter",
+    "payers": "adapter",
+    "extract": "extract",  # extract/settings.py: the daily extract
+    "sftp": "extract",  # extract/settings.py: the SFTP submitter
+}
+
 _ADAPTER_KEYS = {
     "idle_timeout": float,
     "max_message_size": int,
@@ -123,6 +138,13 @@ def _unknown(section: str, table: dict, known: set[str]) -> None:
         raise ConfigError(f"unknown setting(s) in {section}: {', '.join(extra)}")
 
 
+def _sections(data: dict) -> None:
+    extra = sorted(set(data) - set(SECTIONS))
+    if extra:
+        known = ", ".join(SECTIONS)
+        raise ConfigError(f"unknown section(s) in config: {', '.join(extra)} (known: {known})")
+
+
 def _port(section: str, value: object) -> int:
     port = _typed(section, "port", value, int)
     if not 0 <= port <= 65535:  # type: ignore[operator]
@@ -138,8 +160,8 @@ def _framing(section: str, value: object) -> str:
 
 
 def from_dict(data: dict) -> Config:
-    """Build a Config from parsed TOML, checking every key."""
-    _unknown("config", data, {"adapter", "listeners", "routes", "payers"})
+    """Build a Config from parsed TOML, checking every key of the adapter's sections."""
+    _sections(data)
     adapter = data.get("adapter", {})
     _unknown("[adapter]", adapter, set(_ADAPTER_KEYS))
     kw: dict = {k: _typed("adapter", k, v, _ADAPTER_KEYS[k]) for k, v in adapter.items()}

@@ -10,8 +10,9 @@ collector are stand-ins.
 
 The folder is started clean on every run (it is marked as a demo folder on the
 first run; a folder that holds anything else is refused, never emptied), and
-everything is left in it for a person to open: the database, both config
-files, the outbox, the collector's folder, the SSH keys.
+everything is left in it for a person to open: the database, the config file
+(one `cashcapture.toml` that `serve` and the extract commands both read), the
+outbox, the collector's folder, the SSH keys.
 
 The claims are dated today (in the extract's time zone) and the day extracted is
 today: the extract reports what was captured up to the end of its day, so the
@@ -38,8 +39,7 @@ from . import demo_claims, framing
 
 MARKER = ".cashcapture-demo"
 DEFAULT_DIR = "demo-run"
-ADAPTER_TOML = "adapter.toml"
-EXTRACT_TOML = "extract.toml"
+CONFIG_TOML = "cashcapture.toml"  # one file: the adapter's and the extract's sections
 DB_FILE = "cashcapture.db"
 COLLECTOR_DIR = "collector"
 FRAMING = "stx"
@@ -134,14 +134,17 @@ def prepare(folder: Path) -> Path:
     return folder
 
 
-def adapter_toml(db_url: str, payer_port: int) -> str:
+def config_toml(db_url: str, payer_port: int, sftp_section: str) -> str:
+    """The demo's one config file: adapter, routes, the simulated payer, extract, SFTP."""
     cash, cert, insured = (
         demo_claims.CASH_ROUTE,
         demo_claims.CERTIFICATION_ROUTE,
         demo_claims.INSURED_ROUTE,
     )
     return (
-        "# The demo adapter: `cashcapture serve --config adapter.toml` (port 0: any free port)\n"
+        "# The demo's config, one file for every part (port 0: any free port):\n"
+        "#   cashcapture serve --config cashcapture.toml\n"
+        "#   cashcapture status --config cashcapture.toml --db ...\n"
         "[adapter]\n"
         f'db = "{db_url}"\n'
         'state = "KY"\n\n'
@@ -156,14 +159,7 @@ def adapter_toml(db_url: str, payer_port: int) -> str:
         f'route = "{insured}"\n'
         'host = "127.0.0.1"\n'
         f"port = {payer_port}\n"
-        "timeout = 5.0\n"
-    )
-
-
-def extract_toml(sftp_section: str) -> str:
-    return (
-        "# The demo's extract and submission: `cashcapture status --config extract.toml"
-        " --db ...`\n"
+        "timeout = 5.0\n\n"
         "[extract]\n"
         'state = "KY"\n'
         'outbox = "outbox"\n'
@@ -306,7 +302,6 @@ def route_of(data: bytes) -> str:
 
 def run(folder: Path, *, step: Step = lambda _msg: None) -> DemoResult:
     """Run the whole demo in ``folder``; ``step`` hears about progress as it happens."""
-    from extract.settings import load as load_settings
     from extract.sftp_server import LoopbackSftpServer
 
     started = time.perf_counter()
@@ -324,11 +319,7 @@ def run(folder: Path, *, step: Step = lambda _msg: None) -> DemoResult:
     try:
         info = sftp.start()
         step(f"collector SFTP server on 127.0.0.1:{info.port}, host key pinned ({_short(info)})")
-        (folder / EXTRACT_TOML).write_text(extract_toml(info.toml()))
-        settings = load_settings(folder / EXTRACT_TOML)
-        day = dt.datetime.now(settings.extract.zone()).date()
-        result = DemoResult(folder=folder, day=day)
-        asyncio.run(_claims(folder, db_url, day, result, step))
+        result, settings = asyncio.run(_claims(folder, db_url, info.toml(), step))
         _extract_and_submit(db_url, settings, result, step)
     finally:
         sftp.stop()
@@ -356,17 +347,27 @@ def _register(db_url: str) -> None:
         engine.dispose()
 
 
-async def _claims(folder: Path, db_url: str, day: dt.date, result: DemoResult, step: Step) -> None:
+async def _claims(folder: Path, db_url: str, sftp_section: str, step: Step):
+    """Write the config, run adapter and payer, send the claims: (DemoResult, extract settings).
+
+    The claims are dated today in the extract's time zone, the day it will extract.
+    """
     from cashcapture import config
     from cashcapture.server import AdapterServer, schedule_factory
+    from extract.settings import load as load_settings
 
     payer = SimulatedPayer()
     payer_port = await payer.start()
-    step(f"simulated insured payer {demo_claims.INSURED_ROUTE} on 127.0.0.1:{payer_port}")
-    (folder / ADAPTER_TOML).write_text(adapter_toml(db_url, payer_port))
-    cfg = config.load(folder / ADAPTER_TOML)
-    server = AdapterServer(cfg, schedule_factory(cfg))
+    server: AdapterServer | None = None
     try:
+        step(f"simulated insured payer {demo_claims.INSURED_ROUTE} on 127.0.0.1:{payer_port}")
+        path = folder / CONFIG_TOML
+        path.write_text(config_toml(db_url, payer_port, sftp_section))
+        cfg = config.load(path)
+        settings = load_settings(path)
+        day = dt.datetime.now(settings.extract.zone()).date()
+        result = DemoResult(folder=folder, day=day)
+        server = AdapterServer(cfg, schedule_factory(cfg))
         await server.start()
         result.adapter_port = server.ports[0]
         step(
@@ -383,9 +384,11 @@ async def _claims(folder: Path, db_url: str, day: dt.date, result: DemoResult, s
         result.payer_requests = len(payer.received)
         result.payer_unchanged = payer.received == forwarded
     finally:
-        await server.shutdown()
+        if server is not None:
+            await server.shutdown()
         await payer.close()
     step("adapter stopped (claims in flight finished, store committed)")
+    return result, settings
 
 
 def _extract_and_submit(db_url: str, settings, result: DemoResult, step: Step) -> None:
@@ -534,13 +537,13 @@ def render(result: DemoResult, console) -> None:
     console.print(
         f"\nEverything is in {folder}:\n"
         f"  database      {folder / DB_FILE}\n"
-        f"  configs       {folder / ADAPTER_TOML}, {folder / EXTRACT_TOML}\n"
+        f"  config        {folder / CONFIG_TOML}  (adapter and extract, one file)\n"
         f"  written files {folder / 'outbox'}\n"
         f"  collector     {folder / COLLECTOR_DIR}  (what the state received)\n"
         "Try:\n"
         f"  cashcapture validate {folder / COLLECTOR_DIR}/*.dat\n"
-        f"  cashcapture status --db {db} --config {folder / EXTRACT_TOML}\n"
-        f"  cashcapture rejects --db {db} --config {folder / EXTRACT_TOML}\n"
+        f"  cashcapture status --db {db} --config {folder / CONFIG_TOML}\n"
+        f"  cashcapture rejects --db {db} --config {folder / CONFIG_TOML}\n"
         f"  cashcapture fills --db {db}\n"
         "  cashcapture certify fixtures/demo/*.dat"
     )

@@ -115,18 +115,24 @@ def test_store_holds_the_captures_and_no_certification_fill(run):
 
 def test_folder_is_left_for_a_person(run):
     folder, _ = run
-    for name in (demo.DB_FILE, demo.ADAPTER_TOML, demo.EXTRACT_TOML, demo.MARKER):
+    for name in (demo.DB_FILE, demo.CONFIG_TOML, demo.MARKER):
         assert (folder / name).is_file(), name
+    assert sorted(p.name for p in folder.glob("*.toml")) == [demo.CONFIG_TOML]  # one config
     assert list((folder / "keys").glob("*.pub"))
-    # the configs are real: the commands the report suggests work with them
+    # the config is real: the commands the report suggests work with it
     db = f"sqlite:///{folder / demo.DB_FILE}"
-    status = _cli("status", "--db", db, "--config", str(folder / demo.EXTRACT_TOML), "--csv")
+    status = _cli("status", "--db", db, "--config", str(folder / demo.CONFIG_TOML), "--csv")
     assert status.returncode == 0, status.stderr
     assert status.stdout.count("uploaded") == 4
     from cashcapture import config
+    from extract.settings import load as load_settings
 
-    cfg = config.load(folder / demo.ADAPTER_TOML)
+    cfg = config.load(folder / demo.CONFIG_TOML)  # the adapter reads the same file
     assert [str(r) for r in cfg.certification] == [demo_claims.CERTIFICATION_ROUTE]
+    assert cfg.db == db and len(cfg.payers) == 1
+    settings = load_settings(folder / demo.CONFIG_TOML)
+    assert settings.sftp.host == "127.0.0.1"
+    assert settings.outbox_dir() == folder.resolve() / "outbox"
 
 
 def test_rerun_starts_clean(tmp_path):
