@@ -321,8 +321,8 @@ def messages(day: dt.date) -> dict[str, bytes]:
     return {s.name: s.build(day) for s in SCENARIOS}
 
 
-# The registry the demo starts with: fixtures/pharmacies.csv with RegKeys made of
-# letters and digits only, as the KY file name (PMP_KY_SubmitterID_RegKey_...) needs.
+# The registry the demo starts with: fixtures/pharmacies.csv, kept here so the demo
+# needs no file (a test keeps the two equal).
 PHARMACIES_CSV = """\
 dea,name,ncpdp_id,npi,address1,address2,city,state,zip,phone,chain,submitter_id,reg_key,active
 BB4827133,Bluegrass Family Pharmacy,1800011,1748392614,101 W Main St,,Frankfort,KY,40601,5025550101,,,KYREG4827133,yes

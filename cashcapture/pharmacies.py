@@ -4,7 +4,10 @@ The state knows a pharmacy by its DEA number (ASAP PHA03), so it is required
 and checked: two letters (registrant type, then the first letter of the
 registrant's name or 9), six digits and a check digit where
 (d1 + d3 + d5) + 2 * (d2 + d4 + d6) ends in d7. The NPI check digit is the
-Luhn digit of the number prefixed with 80840. Lookups by provider ID are in
+Luhn digit of the number prefixed with 80840. The submitter ID and RegKey go
+into the state's file name (PMP_KY_SubmitterID_RegKey_CCYYMMDDHHMMSS.dat), so
+the registry takes only what the ASAP writer's `file_name` takes: the writer's
+rule is the one definition. Lookups by provider ID are in
 `cashcapture.store.repo.find_pharmacy`.
 """
 
@@ -13,15 +16,19 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cashcapture.store.models import Pharmacy
+from extract.writer import file_name
 
 _DEA = re.compile(r"^[A-Z][A-Z9]\d{7}$")
+FILE_NAME_PART_MAX = 40  # the registry's column width
+_ANY_TIME = datetime(2000, 1, 1)
 
 
 class RegistryError(ValueError):
@@ -56,11 +63,30 @@ def npi_ok(npi: str) -> bool:
     return len(npi) == 10 and npi.isdigit() and luhn_ok("80840" + npi)
 
 
+def file_name_part_ok(value: str) -> bool:
+    """True when the writer can put ``value`` in a file name as the submitter ID or RegKey."""
+    if len(value) > FILE_NAME_PART_MAX:
+        return False
+    try:
+        file_name(value, value, _ANY_TIME)
+    except ValueError:
+        return False
+    return True
+
+
+#: Named checks of `Column.check`; any other check is a regular expression.
+CHECKS: dict[str, Callable[[str], bool]] = {
+    "dea": dea_ok,
+    "npi": npi_ok,
+    "file_name": file_name_part_ok,
+}
+
+
 @dataclass(frozen=True)
 class Column:
     name: str  # CSV header and `Pharmacy` attribute
     required: bool
-    check: str  # a regular expression, or "dea" / "npi"
+    check: str  # a name in CHECKS, or a regular expression
     what: str  # said in the error
 
     def clean(self, raw: str | None) -> str | None:
@@ -71,16 +97,20 @@ class Column:
             return None
         if self.name in ("dea", "state"):
             value = value.upper()
-        if self.check == "dea":
-            ok = dea_ok(value)
-        elif self.check == "npi":
-            ok = npi_ok(value)
+        named = CHECKS.get(self.check)
+        if named is not None:
+            ok = named(value)
         else:
             ok = re.fullmatch(self.check, value) is not None
         if not ok:
             raise ValueError(f"{self.name} {value!r} is not {self.what}")
         return value
 
+
+_FILE_NAME_PART = (
+    f"letters and digits only, at most {FILE_NAME_PART_MAX} "
+    "(it goes into the file name PMP_KY_SubmitterID_RegKey_CCYYMMDDHHMMSS.dat)"
+)
 
 #: One table drives `pharmacy add` options, CSV import columns and checks.
 COLUMNS: tuple[Column, ...] = (
@@ -95,8 +125,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("zip", False, r"\d{5}(\d{4})?", "a 5- or 9-digit ZIP code"),
     Column("phone", False, r"\d{10}", "a 10-digit phone number"),
     Column("chain", False, r".{1,60}", "a chain name of at most 60 characters"),
-    Column("submitter_id", False, r"[A-Za-z0-9._-]{1,40}", "letters, digits, . _ -"),
-    Column("reg_key", False, r".{1,40}", "a RegKey of at most 40 characters"),
+    Column("submitter_id", False, "file_name", _FILE_NAME_PART),
+    Column("reg_key", False, "file_name", _FILE_NAME_PART),
     Column("active", False, r"(?i)(y|yes|n|no|true|false|1|0)", "yes or no"),
 )
 COLUMN_NAMES = tuple(c.name for c in COLUMNS)

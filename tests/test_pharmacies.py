@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
+from cashcapture import demo_claims
 from cashcapture.pharmacies import (
     RegistryError,
     dea_ok,
+    file_name_part_ok,
     import_csv,
     list_pharmacies,
     npi_ok,
@@ -18,6 +21,7 @@ from cashcapture.pharmacies import (
 )
 from cashcapture.store import Pharmacy, find_pharmacy
 from cli import main
+from extract.writer import file_name
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "pharmacies.csv"
 HEADER = "dea,name,npi,ncpdp_id,submitter_id\n"
@@ -46,6 +50,42 @@ def test_fixture_pharmacies_are_valid_and_one_chain():
     assert all(dea_ok(r["dea"]) and npi_ok(r["npi"]) for r in rows)
     chains = [r for r in rows if r.get("submitter_id")]
     assert len(chains) == 2 and len({r["submitter_id"] for r in chains}) == 1
+
+
+def test_fixture_pharmacies_make_state_file_names():
+    """Each registered pharmacy's submitter ID and RegKey go into the KY file name."""
+    when = dt.datetime(2025, 1, 15, 23, 30)
+    for r in read_csv(FIXTURE.read_text()):
+        submitter = str(r.get("submitter_id") or r["dea"])
+        name = file_name(submitter, str(r["reg_key"]), when)
+        assert name == f"PMP_KY_{submitter}_{r['reg_key']}_20250115233000.dat"
+
+
+def test_the_demo_registers_the_fixture_pharmacies():
+    assert FIXTURE.read_text() == demo_claims.PHARMACIES_CSV
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [("9004", True), ("CWDRUGS", True), ("A" * 40, True), ("KYREG-1", False),
+     ("CW.DRUGS", False), ("CW_DRUGS", False), ("KY REG", False), ("A" * 41, False)],
+)  # fmt: skip
+def test_submitter_id_and_reg_key_are_what_the_file_name_takes(value, ok):
+    if len(value) <= 40:  # the registry's column width; the rest is the writer's rule
+        try:
+            file_name(value, value, dt.datetime(2025, 1, 15))
+        except ValueError:
+            assert not ok
+        else:
+            assert ok
+    assert file_name_part_ok(value) is ok
+    for column in ("submitter_id", "reg_key"):
+        csv_text = f"dea,name,{column}\nAB1234563,X,{value}\n"
+        if ok:
+            assert read_csv(csv_text)[0][column] == value
+        else:
+            with pytest.raises(RegistryError, match=f"row 1: column {column}: .*letters and"):
+                read_csv(csv_text)
 
 
 @pytest.mark.parametrize(
