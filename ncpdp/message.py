@@ -42,8 +42,9 @@ class Segment:
 
     @property
     def fields(self) -> list[tuple[str, str]]:
+        """The field list itself (callers may change it): the wire text is dropped."""
         if self._fields is None:
-            self._fields = [(p[:2], p[2:]) for p in self._raw.split(FS)[1:]]  # type: ignore[union-attr]
+            self._fields = self._pairs()
             self._raw = None
         return self._fields
 
@@ -68,12 +69,18 @@ class Segment:
                 return v
         return None
 
+    def _pairs(self) -> list[tuple[str, str]]:
+        """A copy of the fields to read; a parsed segment keeps its wire text."""
+        if self._raw is not None:
+            return [(p[:2], p[2:]) for p in self._raw.split(FS)[1:]]
+        return list(self._fields)  # type: ignore[arg-type]
+
     def get_all(self, code: str) -> list[str]:
         """Raw values of every field `code`, in wire order."""
-        return [v for c, v in self.fields if c == code]
+        return [v for c, v in self._pairs() if c == code]
 
     def codes(self) -> list[str]:
-        return [c for c, _ in self.fields]
+        return [c for c, _ in self._pairs()]
 
     def wire(self) -> str:
         """The fields as wire text (each FS + code + value), without RS and AM."""
@@ -88,7 +95,7 @@ class Segment:
             return False
         if self._raw is not None and other._raw is not None:
             return self._raw == other._raw
-        return self.fields == other.fields
+        return self._pairs() == other._pairs()
 
     __hash__ = None  # type: ignore[assignment]  # mutable
 
