@@ -8,7 +8,9 @@ its own:
 - B1: paid (P), patient pays the gross amount due (U&C when gross is absent),
   plan pays 0, no fee; an authorization number; a message line saying whether
   the fill was captured for the PMP. Controlled drugs must carry every PMP
-  field (capture.FIELD_MAP) or are rejected with that field's M/I code.
+  field (capture.FIELD_MAP) or are rejected with that field's M/I code; a
+  controlled claim the codec already rejects hears of its PMP gaps in the
+  same answer, so the pharmacist fixes everything at once.
   Same key and same content as the fill's last claim: duplicate (D), the
   stored response again; same key, other content: 83.
 - B2: approved (A), the fill voided; nothing to match: 87.
@@ -26,8 +28,8 @@ from decimal import Decimal
 
 import ncpdp
 from ncpdp import Request, Response, Segment, responses
-from ncpdp.dictionary import reject_description
-from ncpdp.responses import Answer, Pricing
+from ncpdp.dictionary import field_name, reject_description
+from ncpdp.responses import MAX_MESSAGE_LINES, MESSAGE_LINE, Answer, Pricing
 from ncpdp.validate import Problem as CodecProblem
 
 from . import capture
@@ -38,7 +40,6 @@ MSG_NOT_CONTROLLED = "Not a controlled substance: not captured"
 MSG_CERTIFIED = "PMP fields complete (certification)"
 MSG_ELIGIBLE = "Cash capture: patient pays 100%"
 MSG_VOIDED = "Captured fill voided"
-MAX_REJECTS = 5  # reject codes per transaction; the first ones are the most useful
 ZERO = Decimal("0.00")
 
 # transaction code -> handler name; a new transaction type is a new row.
@@ -180,6 +181,76 @@ def rejected(codes: Sequence[str], messages: Sequence[str] = ()) -> Outcome:
     return Outcome(REJECTED, codes, answer=Answer(REJECTED, codes, messages=messages))
 
 
+def rejected_problems(
+    codec: Sequence[CodecProblem], pmp: Sequence[capture.Problem] = ()
+) -> Outcome:
+    """One reject naming everything to fix: the codec's problems, then the PMP's.
+
+    A field both find is named once, the PMP's way ("PMP: Days Supply missing");
+    reject codes are deduplicated and cut to the response's five, while the
+    message lines name every field (see `pmp_messages`).
+    """
+    left = list(pmp)
+    codes: list[str] = []
+    fixed: list[str] = []  # codec problems the PMP does not name
+    named: list[capture.Problem] = []
+    for p in codec:
+        codes.append(p.reject_code)
+        twins = [q for q in left if p.field and q.field == p.field]
+        if twins:
+            named += twins
+            left = [q for q in left if q not in twins]
+        elif (text := reject_description(p.reject_code)) and text not in fixed:
+            fixed.append(text)
+    named += left
+    codes += [q.reject for q in named]
+    room = MAX_MESSAGE_LINES - line_count(fixed)
+    return rejected(codes, [*fixed, *pmp_messages(named, room)])
+
+
+def line_count(messages: Sequence[str]) -> int:
+    """Response lines the messages take (40 characters each, continued with 131-UG)."""
+    return sum(max(1, -(-len(m) // MESSAGE_LINE)) for m in messages)
+
+
+def pmp_messages(problems: Sequence[capture.Problem], room: int = MAX_MESSAGE_LINES) -> list[str]:
+    """Message lines naming the field of every problem within ``room`` response lines.
+
+    A line per problem when they fit; else the missing fields in one message,
+    invalid ones with their reasons, then without, then by NCPDP field ID.
+    """
+    if not problems:
+        return []
+    forms = (
+        [p.message for p in problems],
+        _grouped(problems, field_name, reasons=True),
+        _grouped(problems, field_name, reasons=False),
+        _grouped(problems, capture.field_id, reasons=False),
+    )
+    return next((f for f in forms if line_count(f) <= room), forms[-1])
+
+
+def _grouped(
+    problems: Sequence[capture.Problem], label: Callable[[str], str], *, reasons: bool
+) -> list[str]:
+    missing = [label(p.field) for p in problems if p.reason == capture.MISSING]
+    invalid = [p for p in problems if p.reason != capture.MISSING]
+    out = [f"PMP missing: {', '.join(dict.fromkeys(missing))}"] if missing else []
+    if reasons:
+        out += [p.message for p in invalid]
+    elif invalid:
+        out.append(f"PMP invalid: {', '.join(dict.fromkeys(label(p.field) for p in invalid))}")
+    return out
+
+
+def _pmp_problems(request: Request, i: int, schedule_of: Callable[[str], str | None]) -> list:
+    """What the PMP record of transaction ``i`` lacks, when it dispenses a controlled drug."""
+    segs = tx_segments(request, i)
+    if schedule(segs, schedule_of) is None:
+        return []
+    return capture.extract_fill(request.header.date_of_service, segs, required=True).problems
+
+
 # Cash pays on the gross amount due, or the U&C charge when gross is absent: a
 # missing one of the pair is no reason to reject when the other is there.
 _EITHER = {"DU": "DQ", "DQ": "DU"}
@@ -239,8 +310,7 @@ def _billing(inp: Inputs) -> Outcome:
             return rejected(["50"], ["Pharmacy not registered for PMP capture"])
         extracted = capture.extract_fill(req.header.date_of_service, segs, required=True)
         if extracted.problems:
-            probs = extracted.problems[: responses.MAX_REJECT_CODES]
-            return rejected([p.reject for p in probs], [p.message for p in probs])
+            return rejected_problems((), extracted.problems)
         prior = inp.prior
         if prior is not None and prior.state != "voided":
             same, old = _match_prior(req, i, prior)
@@ -319,9 +389,11 @@ def adjudicate(
     rule = _RULES.get(HANDLERS.get(code, ""))
     outcomes: list[Outcome] = []
     for i in range(len(request.transactions) or 1):
-        mine = [p.reject_code for p in problems if p.transaction == i]
+        mine = [p for p in problems if p.transaction == i]
         if mine:
-            outcomes.append(rejected(mine))
+            billing = HANDLERS.get(code) == "billing" and i < len(request.transactions)
+            pmp = _pmp_problems(request, i, schedule_of) if billing else []
+            outcomes.append(rejected_problems(mine, pmp))
         elif rule is None:
             outcomes.append(rejected(["1S"]))
         elif not request.transactions and code != "E1":

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from ncpdp import typed
-from ncpdp.dictionary import field_name
+from ncpdp.dictionary import FIELDS, field_name
 
 from . import drugs, pharmacies
 
@@ -308,18 +308,27 @@ RULES: dict[str, Callable[[str, Context], object]] = {
 _COMPOUND_SKIP = frozenset({"D7"})
 
 
+MISSING = "missing"  # Problem.reason of a field not sent
+
+
+def field_id(code: str) -> str:
+    """The NCPDP field ID of a field code ("C4" -> "304-C4"), the code when unknown."""
+    f = FIELDS.get(code)
+    return f.field_id if f else code
+
+
 @dataclass(frozen=True)
 class Problem:
     """A PMP field missing or invalid: the reject code, the field and why (no value)."""
 
     reject: str
     field: str
-    reason: str
+    reason: str  # MISSING, or why the value is refused
 
     @property
     def message(self) -> str:
-        """Names the field, never its value; fits 40 characters when it can."""
-        return f"PMP {field_name(self.field)} {self.reason}"
+        """Names the field, never its value: "PMP: Date Of Birth missing"."""
+        return f"PMP: {field_name(self.field)} {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -392,7 +401,7 @@ def extract_fill(header_date_of_service: str, segments, *, required: bool = True
             raw = raw or "0"
         if not raw:
             if row.required and required:
-                problems.append(Problem(row.reject, row.code, "missing"))
+                problems.append(Problem(row.reject, row.code, MISSING))
             continue
         try:
             value = RULES[row.rule](raw, ctx)

@@ -30,7 +30,7 @@ from sqlalchemy.sql import visitors
 
 import ncpdp
 from ncpdp import Request
-from ncpdp.dictionary import FIELDS, field_name, reject_description
+from ncpdp.dictionary import field_name, reject_description
 
 from . import adjudicate, capture
 
@@ -169,7 +169,7 @@ def field_findings(
             value, where = by_seg.get(row.segment, {}).get(row.code, ""), row.segment
         problem = problems.pop(row.code, None)
         if problem is not None:
-            missing = problem.reason == "missing"
+            missing = problem.reason == capture.MISSING
             status, reason = (MISSING, "") if missing else (INVALID, problem.reason)
         elif value or (compound and row.code in ("D7", "E1")):
             status, reason = PRESENT, ""
@@ -180,7 +180,7 @@ def field_findings(
         out.append(
             FieldFinding(
                 code=row.code,
-                field_id=_field_id(row.code),
+                field_id=capture.field_id(row.code),
                 name=field_name(row.code),
                 segment=where,
                 asap=row.asap or "",
@@ -195,24 +195,19 @@ def field_findings(
     other = [
         FieldFinding(
             code=p.field,
-            field_id=_field_id(p.field),
+            field_id=capture.field_id(p.field),
             name=field_name(p.field),
             segment="10" if p.field == "TE" else "07",
             asap="CDI03" if p.field == "TE" else "DSP07",
             asap_name=state_name("CDI03" if p.field == "TE" else "DSP07"),
             reject=p.reject,
             required=True,
-            status=MISSING if p.reason == "missing" else INVALID,
+            status=MISSING if p.reason == capture.MISSING else INVALID,
             reason=p.reason,
         )
         for p in problems.values()
     ]
     return out, other, extracted
-
-
-def _field_id(code: str) -> str:
-    f = FIELDS.get(code)
-    return f.field_id if f else code
 
 
 def _block(mapping, values: dict) -> tuple:

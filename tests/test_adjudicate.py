@@ -212,3 +212,79 @@ def test_capture_table_reject_codes_agree_with_the_dictionary():
         if row.reject and row.code in FIELD_REJECT:
             assert FIELD_REJECT[row.code] == row.reject, row
         assert row.rule in capture.RULES
+
+
+def _drop(req, fields: dict[str, set[str]]):
+    for seg in [*req.segments, *req.transactions[0]]:
+        seg.fields = [(c, v) for c, v in seg.fields if c not in fields.get(seg.id, set())]
+    return req
+
+
+def _answer(d, i=0):
+    """(reject codes, message lines rejoined as the pharmacy system reads them, raw FQ lines)."""
+    from cashcapture.demo import message_lines
+
+    status = ncpdp.find(ncpdp.parse(ncpdp.build(d.response)).transactions[i], "21")
+    return status.get_all("FB"), message_lines(status), status.get_all("FQ")
+
+
+def test_codec_problem_on_controlled_claim_also_names_the_pmp_gaps():
+    # days supply is missing (a codec problem) and so are DOB, gender and street (PMP only)
+    req = _drop(b1(), {"01": {"C4", "C5", "CM"}, "07": {"D5"}})
+    assert {p.field for p in ncpdp.validate(req)} == {"D5"}
+    codes, lines, raw = _answer(judge(req))
+    assert codes == ["19", "CM", "09", "10"]  # the codec's first, each code once
+    assert lines == (
+        "PMP: Days Supply missing",
+        "PMP: Patient Street Address missing",
+        "PMP: Date Of Birth missing",
+        "PMP: Patient Gender Code missing",
+    )
+    assert all(len(line) <= 40 for line in raw)
+
+
+def test_codec_problem_on_non_controlled_claim_names_only_the_codec_s():
+    req = _drop(b1(ndc=fx.LISINOPRIL), {"01": {"C4", "C5", "CM"}, "07": {"D5"}})
+    codes, lines, _ = _answer(judge(req))
+    assert codes == ["19"] and lines == ("M/I Days Supply",)
+
+
+def test_many_gaps_five_codes_and_every_field_named_within_the_limits():
+    gone = {"01": {"C4", "C5", "CM", "CN", "CP", "CA"}, "07": {"D5", "DE", "DF"}, "03": {"DB"}}
+    req = _drop(b1(), gone)
+    codes, lines, raw = _answer(judge(req))
+    assert len(codes) == 5 == len(set(codes)) and codes[0] == "19"
+    assert len(raw) <= 9 and all(len(line) <= 40 for line in raw)
+    text = " ".join(lines)
+    for code in set().union(*gone.values()):
+        assert ncpdp.field_name(code) in text or capture.field_id(code) in text, code
+    # without a codec problem the PMP's own reject names them all too
+    gone["07"].discard("D5")
+    gone["03"].discard("DB")
+    codes, lines, raw = _answer(judge(_drop(b1(), gone)))
+    assert len(codes) == 5 and len(raw) <= 9
+    text = " ".join(lines)
+    assert all(ncpdp.field_name(c) in text for c in set().union(*gone.values()))
+
+
+def test_pmp_messages_compact_to_fit():
+    missing = [capture.Problem("09", c, capture.MISSING) for c in ("C4", "C5", "CM", "CN", "CP")]
+    po_box = capture.Problem("CM", "CM", "PO Box not accepted, street address needed")
+    assert adjudicate.pmp_messages(missing[:2]) == [
+        "PMP: Date Of Birth missing",
+        "PMP: Patient Gender Code missing",
+    ]
+    three = [missing[0], missing[1], missing[3]]  # 3 lines one each, 2 lines grouped
+    assert adjudicate.pmp_messages([*three, po_box], room=4) == [
+        "PMP missing: Date Of Birth, Patient Gender Code, Patient City Address",
+        "PMP: Patient Street Address PO Box not accepted, street address needed",
+    ]
+    assert adjudicate.pmp_messages([*three, po_box], room=3) == [
+        "PMP missing: Date Of Birth, Patient Gender Code, Patient City Address",
+        "PMP invalid: Patient Street Address",
+    ]
+    assert adjudicate.pmp_messages([*missing, po_box], room=2) == [
+        "PMP missing: 304-C4, 305-C5, 322-CM, 323-CN, 325-CP",
+        "PMP invalid: 322-CM",
+    ]
+    assert adjudicate.pmp_messages([]) == []

@@ -70,7 +70,12 @@ def test_incomplete_claim_names_each_missing_field():
     assert set(others.values()) == {"present"}, others
     assert not found.ready
     t = found.transactions[0]
-    assert t.counter_status == "R" and t.counter_rejects
+    # the counter names every gap at once: codec (days supply, prescriber) and PMP ones
+    assert t.counter_status == "R" and len(t.counter_rejects) == 5
+    assert set(t.counter_rejects) < {r for *_, r in INCOMPLETE.values()}
+    assert [m.split(" ", 1)[1].rsplit(" ", 1)[0] for m in t.counter_messages] == [
+        INCOMPLETE[c][1] for c in ("D5", "DB", "EZ", "CM", "C4", "C5")
+    ]
     # the state's validator names the same gaps on the record that would be produced
     assert {s.element for s in t.state if s.severity == "reject"} >= {
         "PAT12", "PAT18", "PAT19", "DSP10", "PRE02",
