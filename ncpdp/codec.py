@@ -14,8 +14,9 @@ does a slower walk find the offset and reason for the ParseError.
 from __future__ import annotations
 
 import re
-from itertools import chain
-from operator import itemgetter
+from itertools import chain, starmap
+from operator import concat, itemgetter
+from typing import NoReturn
 
 from .errors import BuildError, ParseError
 from .header import LENGTHS, RequestHeader, ResponseHeader, build_header, parse_header
@@ -124,66 +125,82 @@ def build(msg: Request | Response) -> bytes:
     head = build_header(msg.header)
     try:
         body = _body(msg.segments, msg.transactions)
-    except BuildError:
-        raise
+    except (TypeError, AttributeError, ValueError):
+        body = None
+    if body is None:
+        _explain(msg.segments, msg.transactions)
+    try:
+        return head + body.encode("latin-1")  # type: ignore[union-attr]
     except UnicodeEncodeError:
         raise BuildError("a field value has a character outside latin-1") from None
-    except (TypeError, AttributeError, ValueError):
-        raise BuildError(
-            "segments must be Segment objects with (code, value) string pairs"
-        ) from None
-    return head + body
 
 
-def _body(segments: list[Segment], transactions: list[list[Segment]]) -> bytes:
-    """Wire text of all segments, checked once per message in C: one RS per segment,
-    one GS per transaction, one FS per segment and field, ids, pairs and codes of 2."""
+def _body(segments: list[Segment], transactions: list[list[Segment]]) -> str | None:
+    """Wire text of all segments, or None if a check fails (then `_explain` says which).
+
+    The checks run once per message in C: one RS per segment, one GS per transaction,
+    one FS per segment and field, ids and field IDs of 2; pairs are checked by
+    concat, which takes exactly two strings."""
+    if not all(transactions):
+        return None
     parts: list[str] = []
     held: list[list[tuple[str, str]]] = []  # field lists not checked when parsed
     ids: list[str] = []
     n_fs = 0
     for k, group in enumerate((segments, *transactions)):
         if k:
-            if not group:
-                raise BuildError("a transaction group needs at least one segment")
             parts.append(GS)
         for s in group:
-            ids.append(s.id)
+            sid = s.id
+            ids.append(sid)
             raw = s._raw
             if raw is None:
                 fields = s._fields
                 held.append(fields)  # type: ignore[arg-type]
                 n_fs += len(fields)  # type: ignore[arg-type]
-                raw = FS + FS.join(map("".join, fields)) if fields else ""  # type: ignore[arg-type]
+                raw = FS + FS.join(starmap(concat, fields)) if fields else ""  # type: ignore[arg-type]
             else:
                 n_fs += raw.count(FS)
-            parts.append(_HEAD + s.id + raw)
+            parts += (_HEAD, sid, raw)
     body = "".join(parts)
-    pairs = list(chain.from_iterable(held))
     if (
         body.count(RS) != len(ids)
         or body.count(GS) != len(transactions)
         or body.count(FS) != len(ids) + n_fs
         or (ids and set(map(len, ids)) != _TWO)
-        or (pairs and (set(map(len, pairs)) != _TWO or set(map(len, map(_first, pairs))) != _TWO))
+        or (held and set(map(len, map(_first, chain.from_iterable(held)))) - _TWO)
     ):
-        for s in chain(segments, *transactions):
-            _segment_wire(s)  # names the culprit
-        raise BuildError("segment ids, field IDs or values carry separators")
-    return body.encode("latin-1")
+        return None
+    return body
 
 
-def _segment_wire(s: Segment) -> str:
+def _explain(segments: list[Segment], transactions: list[list[Segment]]) -> NoReturn:
+    """The slow path of a message `_body` refused: the BuildError naming the culprit
+    (first anything that is not a segment of strings, then the first bad segment)."""
+    try:
+        for k, group in enumerate((segments, *transactions)):
+            if k and not group:
+                raise BuildError("a transaction group needs at least one segment")
+            for s in group:
+                _HEAD + s.id + (s._raw or FS.join(map("".join, s._fields or ())))  # strings?
+    except BuildError:
+        raise
+    except (TypeError, AttributeError, ValueError):
+        raise BuildError(
+            "segments must be Segment objects with (code, value) string pairs"
+        ) from None
+    for s in chain(segments, *transactions):
+        _segment_wire(s)
+    raise BuildError("segment ids, field IDs or values carry separators")
+
+
+def _segment_wire(s: Segment) -> None:
     sid = s.id
     if len(sid) != 2 or FS in sid or GS in sid or RS in sid:
         raise BuildError("segment id must be 2 characters without separators")
-    if s._raw is not None:  # as parsed: checked when it was read
-        return _HEAD + sid + s._raw
     fields = s._fields
-    if not fields:
-        return _HEAD + sid
-    # Every check stays in C (no per-field Python code): pairs of 2, codes of 2
-    # characters, one FS per field, no GS/RS inside values.
+    if s._raw is not None or not fields:  # as parsed: checked when it was read
+        return
     wire = FS + FS.join(map("".join, fields))
     if (
         wire.count(FS) != len(fields)
@@ -195,7 +212,6 @@ def _segment_wire(s: Segment) -> str:
         raise BuildError(
             f"segment {sid}: field IDs must be 2 characters and values free of separators"
         )
-    return _HEAD + sid + wire
 
 
 _HEAD = RS + FS + "AM"

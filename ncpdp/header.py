@@ -8,6 +8,7 @@ public API. The same Struct parses and builds; values stay raw wire strings
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from operator import attrgetter
 
 from construct import Bytes, Struct
 
@@ -78,6 +79,7 @@ STRUCTS = {
 }
 _ATTRS = {kind: [a for a, _ in SLOTS[kind]] for kind in SLOTS}
 _WIDTHS = {kind: [s.length for _, s in SLOTS[kind]] for kind in SLOTS}
+_VALUES = {kind: attrgetter(*_ATTRS[kind]) for kind in SLOTS}
 _COUNT_INDEX = {kind: [a for a, _ in SLOTS[kind]].index("transaction_count") for kind in SLOTS}
 
 
@@ -128,15 +130,15 @@ def parse_header(kind: str, data: bytes) -> RequestHeader | ResponseHeader:
 
 def build_header(header: RequestHeader | ResponseHeader) -> bytes:
     kind = "request" if isinstance(header, RequestHeader) else "response"
-    attrs = _ATTRS[kind]
-    vals = [getattr(header, a) for a in attrs]
-    key = (kind, *vals)
+    key = (kind, _VALUES[kind](header))
     try:
         done = _built.get(key)
     except TypeError:  # an unhashable value: reported below
         done = None
     if done is not None:
         return done
+    attrs = _ATTRS[kind]
+    vals = list(key[1])
     i = _COUNT_INDEX[kind]
     count = vals[i]
     if type(count) is not int or not 0 <= count <= 9:
