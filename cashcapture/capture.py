@@ -49,6 +49,7 @@ class Invalid(ValueError):
 # fmt: off
 FIELD_MAP: tuple[FieldMap, ...] = (
     # code  seg     Fill column              ASAP     reject req   rule
+    FieldMap("CO", "01", "patient_id_jurisdiction", "PAT01", "", False, "id_jurisdiction"),
     FieldMap("CX", "01", "patient_id_qualifier", "PAT02", "CX", True, "patient_id_qualifier"),
     FieldMap("CY", "01", "patient_id", "PAT03", "CY", True, "text"),
     FieldMap("CB", "01", "patient_last_name", "PAT07", "CB", True, "text"),
@@ -78,25 +79,42 @@ FIELD_MAP: tuple[FieldMap, ...] = (
     FieldMap("2J", "03", "prescriber_first_name", "PRE06", "", False, "text"),
 )
 
-# NCPDP 331-CX Patient ID Qualifier -> ASAP PAT02 ID qualifier.
+# NCPDP 331-CX Patient ID Qualifier -> ASAP 4.1 PAT02 Patient ID Qualifier.
+# 331-CX values (NCPDP External Code List): the NCPDP type tables of a public
+# Go claims library (gist ziyuji-pillpack/42d5d3e80b62c284432d3437c3dd2493,
+# "PatientIDKinds", 2024) and a pharmacy data warehouse's decode of the same
+# qualifier list (LookML view, "ALTERNATE_CARDHOLDER_NUM_QUAL") agree code for
+# code. PAT02 values: ../shared/reference/asap/code-lists.csv ("PAT02 ID
+# qualifier", verified against VistA PSO*7*451 and the KY guide's PAT02 table).
+# An NCPDP type with no ASAP twin is 99, "other agreed upon ID (cardholder)".
 PATIENT_ID_QUALIFIER = {
-    "01": "07",  # Social Security Number
-    "02": "06",  # Driver's license
-    "03": "01",  # U.S. military ID
-    "04": "99",  # non-SSN ID assigned by the health plan
-    "05": "99",  # SSN-based ID assigned by the health plan
-    "06": "99",  # Medicaid ID
-    "07": "02",  # state issued ID
-    "08": "05",  # passport
-    "09": "99",  # Medicare HIC
-    "10": "99",  # employer assigned ID
-    "11": "99",  # payer/PBM assigned ID
-    "12": "04",  # alien number (permanent resident card)
-    "13": "99",  # government student visa
-    "14": "08",  # Indian tribal ID
-    "99": "99",  # other
-    "EA": "03",  # medical record number (unique system ID)
+    "01": "07",  # Social Security Number -> Social Security Number
+    "1J": "99",  # Facility ID Number -> other
+    "02": "06",  # Driver's License Number -> Driver's License ID
+    "03": "01",  # U.S. Military ID -> Military ID
+    "04": "99",  # Non-SSN-based patient identifier assigned by health plan -> other
+    "05": "99",  # SSN-based patient identifier assigned by health plan -> other
+    "06": "99",  # Medicaid ID -> other
+    "07": "02",  # State Issued ID -> State Issued ID
+    "08": "05",  # Passport ID -> Passport ID
+    "09": "99",  # Medicare HIC / Medicare Beneficiary ID -> other
+    "10": "99",  # Employer Assigned ID -> other
+    "11": "99",  # Payer/PBM Assigned ID -> other
+    "12": "04",  # Alien Number (Government Permanent Residence Number) -> Green Card
+    "13": "99",  # Government Student VISA Number -> other
+    "14": "08",  # Indian Tribal ID -> Tribal ID
+    "15": "99",  # NCPDP Universal Patient Identifier (later ECL) -> other
+    "16": "99",  # LexID Universal Patient Identifier (later ECL) -> other
+    "99": "99",  # Other -> other
+    "EA": "03",  # Medical Record Identification Number (EHR) -> Unique System ID
 }
+# PAT02 IDs issued by a US state: PAT01 must name the state (KY guide, Appendix
+# B: "All information relating to the jurisdictional origin of US issued
+# identification must be conveyed in the PAT01 field"; code-lists.csv: PAT01
+# "used when PAT02=02 or 06"). D.0 has no field for it, and a state issues
+# its driver's licences and ID cards to its residents, so PAT01 is the
+# patient's state (324-CO).
+JURISDICTION_IDS = frozenset({"02", "06"})
 GENDER = {"0": "U", "1": "M", "2": "F", "3": "U"}  # 305-C5 -> PAT19
 RX_ORIGIN = {"1": "01", "2": "02", "3": "05", "4": "04", "5": "99"}  # 419-DJ -> DSP12
 UNIT_OF_MEASURE = {"EA": "01", "ML": "02", "GM": "03"}  # 600-28 -> DSP11
@@ -107,9 +125,11 @@ COMPOUND_CODE = "2"  # 406-D6
 COMPOUND_PRODUCT = ("06", "99999999999")  # DSP07 / DSP08 of a compound
 # fmt: on
 
+# US states and possessions as the state's collector takes them (KY guide,
+# Appendix B, Table 1; extract/rules/data/us-states.csv, kept equal by a test).
 US_STATES = frozenset(
     "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH "
-    "NJ NM NY NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY AS GU MP PR VI AA AE AP".split()
+    "NJ NM NY NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY AS GU MP PR VI FM MH PW".split()
 )
 _PO_BOX = re.compile(
     r"^\s*(P\s*\.?\s*O\s*\.?\s*(BOX|B\b|\d)|POST\s+OFFICE\s+BOX|BOX\s*\d|POB\s*\d)", re.I
@@ -188,6 +208,13 @@ def _patient_id_qualifier(raw: str, ctx: Context) -> str:
         return PATIENT_ID_QUALIFIER[raw.upper()]
     except KeyError:
         raise Invalid("unknown patient ID qualifier") from None
+
+
+def _id_jurisdiction(raw: str, ctx: Context) -> str | None:
+    """PAT01: the patient's state when the ID is a driver's licence or state ID, else none."""
+    qualifier = PATIENT_ID_QUALIFIER.get(ctx.values.get("CX", "").upper())
+    state = raw.upper()
+    return state if qualifier in JURISDICTION_IDS and state in US_STATES else None
 
 
 def _rx_number(raw: str, ctx: Context) -> str:
@@ -289,6 +316,7 @@ RULES: dict[str, Callable[[str, Context], object]] = {
     "dob": _dob,
     "gender": _gender,
     "patient_id_qualifier": _patient_id_qualifier,
+    "id_jurisdiction": _id_jurisdiction,
     "rx_number": _rx_number,
     "date_written": _date_written,
     "refills": _refills,
@@ -391,7 +419,7 @@ def extract_fill(header_date_of_service: str, segments, *, required: bool = True
         dos: dt.date | None = _date(dos_raw)
     except Invalid:
         dos = None
-    ctx = Context(dos, claim_vals)
+    ctx = Context(dos, segment_values(segments))
     compound = claim_vals.get("D6") == COMPOUND_CODE
     values: dict[str, object] = {}
     problems: list[Problem] = []

@@ -171,6 +171,8 @@ def field_findings(
         if problem is not None:
             missing = problem.reason == capture.MISSING
             status, reason = (MISSING, "") if missing else (INVALID, problem.reason)
+        elif row.column and value and row.column not in extracted.values:
+            status, reason = ABSENT, "not used for this record"  # e.g. PAT01 for an SSN
         elif value or (compound and row.code in ("D7", "E1")):
             status, reason = PRESENT, ""
         else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from _adapter_helpers import b1, b2, b3, fx, load, schedule_of
+from _adapter_helpers import ROOT, b1, b2, b3, fx, load, schedule_of
 
 import ncpdp
 from cashcapture import adjudicate, capture
@@ -288,3 +288,33 @@ def test_pmp_messages_compact_to_fit():
         "PMP invalid: 322-CM",
     ]
     assert adjudicate.pmp_messages([]) == []
+
+
+def test_drivers_license_claim_captures_its_jurisdiction():
+    [action] = judge(b1()).actions  # the fixture patient shows a Kentucky driver's licence
+    assert action.values["patient_id_qualifier"] == "06"
+    assert action.values["patient_id_jurisdiction"] == "KY"  # PAT01, from 324-CO
+    req = b1()
+    pat = ncpdp.find(req.segments, "01")
+    ssn = {"CX": "01", "CY": "401559021"}
+    pat.fields = [(c, ssn.get(c, v)) for c, v in pat.fields]
+    [action] = judge(req).actions  # a Social Security Number has no jurisdiction
+    assert action.values["patient_id_qualifier"] == "07"
+    assert "patient_id_jurisdiction" not in action.values
+
+
+def test_patient_id_tables_agree_with_the_asap_code_list_and_the_state_s_rules():
+    import csv
+
+    from extract.rules import for_state
+
+    # NCPDP 331-CX (External Code List) -> ASAP PAT02, written out from the sources
+    expected = {"01": "07", "02": "06", "03": "01", "07": "02", "08": "05", "12": "04", "14": "08"}
+    assert {k: capture.PATIENT_ID_QUALIFIER[k] for k in expected} == expected
+    rows = csv.DictReader((ROOT / "extract" / "asap" / "data" / "code-lists.csv").open())
+    pat02 = {r["code"] for r in rows if r["list"] == "PAT02 ID qualifier"}
+    assert set(capture.PATIENT_ID_QUALIFIER.values()) <= pat02
+    ky = for_state("KY")
+    needs_state = {q for q, f in ky.patient_ids.items() if f.jurisdiction_required}
+    assert capture.JURISDICTION_IDS == needs_state
+    assert capture.US_STATES == ky.us_states  # what the counter takes, the state takes

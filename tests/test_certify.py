@@ -9,6 +9,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 import ncpdp
@@ -112,12 +113,26 @@ def test_invalid_values_say_why():
     assert set(found.transactions[0].counter_rejects) == {"CM", "09", "25"}
 
 
-def test_drivers_license_without_jurisdiction_is_a_state_reject_the_counter_misses():
-    found = run(claim(CX="02", CY="K12345678"))
+@pytest.mark.parametrize(("cx", "cy", "pat02"), [("02", "K12345678", "06"), ("07", "S1234", "02")])
+def test_drivers_license_or_state_id_gets_its_jurisdiction_from_the_patient_s_state(cx, cy, pat02):
+    found = run(claim(CX=cx, CY=cy, CO="OH"))
     t = found.transactions[0]
     assert t.counter_status == "P"  # the counter pays it ...
-    assert [s.element for s in t.state] == ["PAT01"]  # ... the state would reject its record
-    assert not found.ready
+    assert t.state == []  # ... and the state takes its record
+    pat = t.asap_record[1].rstrip("~").split("*")
+    assert pat[1:4] == ["OH", pat02, cy] and pat[15] == "OH"  # PAT01, PAT02, PAT03, PAT15
+    pat01 = next(f for f in t.fields if f.asap == "PAT01")
+    assert (pat01.field_id, pat01.status, pat01.asap_name) == (
+        "324-CO", "present", "PAT_ID_QUALIFIER_OF_PATIENT_IDENTIFIER",
+    )  # fmt: skip
+    assert found.ready
+
+
+def test_other_ids_carry_no_jurisdiction():
+    t = run(claim(CX="01", CY="401559021")).transactions[0]  # SSN
+    assert t.asap_record[1].startswith("PAT**07*401559021*")
+    pat01 = next(f for f in t.fields if f.asap == "PAT01")
+    assert pat01.status == "absent" and pat01.reason == "not used for this record"
 
 
 def test_compound_record_carries_its_ingredients():
