@@ -23,6 +23,24 @@ def cli() -> None:
     """Cash-capture NCPDP D.0 adapter and ASAP PMP extractor."""
 
 
+def _read_claim(name: str) -> bytes:
+    """A claim file: raw D.0 bytes, or JSON in the codec's contract (built to bytes).
+
+    Shared by `send` (issue 5) and `certify` (issue 8).
+    """
+    import json
+
+    import ncpdp
+
+    data = _read_input(name)
+    if data.lstrip()[:1] != b"{":
+        return data
+    try:
+        return ncpdp.build(ncpdp.from_json(json.loads(data)))
+    except (ValueError, ncpdp.BuildError) as exc:
+        raise UserError(f"{name}: not a message in the JSON contract: {exc}") from None
+
+
 # --- ncpdp codec (issue 3) --------------------------------------------------
 
 
@@ -319,21 +337,11 @@ def serve(config_path, db, host, port, cash_bins, workers) -> None:
 @click.option("--timeout", type=float, default=15.0, show_default=True)
 def send(files, host, port, framing_name, as_json, timeout) -> None:
     """Send claims (raw D.0 files, or JSON in the codec's contract) and print the answers."""
-    import json
     import socket
 
-    import ncpdp
     from cashcapture import framing
 
-    messages = []
-    for name in files:
-        data = _read_input(name)
-        if data.lstrip()[:1] == b"{":
-            try:
-                data = ncpdp.build(ncpdp.from_json(json.loads(data)))
-            except (ValueError, ncpdp.BuildError) as exc:
-                raise UserError(f"{name}: not a message in the JSON contract: {exc}") from None
-        messages.append((name, data))
+    messages = [(name, _read_claim(name)) for name in files]
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
     except OSError as exc:
@@ -813,21 +821,6 @@ def demo_cmd(folder: str) -> int:
         raise UserError(f"demo failed: {type(exc).__name__}: {exc}") from None
     demo.render(result, console)
     return 0 if result.ok else 1
-
-
-def _read_claim(name: str) -> bytes:
-    """A claim file: raw D.0 bytes, or JSON in the codec's contract (built to bytes)."""
-    import json
-
-    import ncpdp
-
-    data = _read_input(name)
-    if data.lstrip()[:1] != b"{":
-        return data
-    try:
-        return ncpdp.build(ncpdp.from_json(json.loads(data)))
-    except (ValueError, ncpdp.BuildError) as exc:
-        raise UserError(f"{name}: not a message in the JSON contract: {exc}") from None
 
 
 @cli.command("certify")

@@ -208,6 +208,28 @@ def test_cli_certify_bad_input_is_one_line(tmp_path, capsys):
     assert "not a message in the JSON contract" in capsys.readouterr().err
 
 
+def test_send_and_certify_read_claim_files_through_one_helper(tmp_path, capsys, monkeypatch):
+    import cli
+
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"kind": "request"')
+    errors = []
+    for command in (["send", str(broken), "--port", "9"], ["certify", str(broken)]):
+        assert main(command) == 2
+        errors.append(capsys.readouterr().err)
+    assert errors[0] == errors[1] and "not a message in the JSON contract" in errors[0]
+    read: list[str] = []
+
+    def reader(name: str) -> bytes:
+        read.append(name)
+        raise cli.UserError(f"{name}: read")
+
+    monkeypatch.setattr(cli, "_read_claim", reader)
+    assert main(["send", "a.dat", "--port", "9"]) == 2
+    assert main(["certify", "b.dat"]) == 2
+    assert read == ["a.dat", "b.dat"]
+
+
 # --- the certification BIN on a live adapter ------------------------------------------------
 
 
