@@ -1,9 +1,10 @@
-"""Adapter settings from a TOML file; every setting has a default (see SETTINGS).
+"""Adapter settings from a TOML file; every setting has a default.
 
-One file serves every part (fixtures/cashcapture.toml shows each setting): the
-adapter reads the sections of `SECTIONS` it owns and leaves the others to the
-part they belong to (`[extract]` and `[sftp]`: extract/settings.py checks them),
-while a section nobody owns is refused, so a misspelt one is never ignored.
+One file serves every part (fixtures/cashcapture.toml shows each setting and
+its default; a test keeps it complete): the adapter reads the sections of
+`SECTIONS` it owns and leaves the others to the part they belong to (`[extract]`
+and `[sftp]`: extract/settings.py checks them), while a section nobody owns is
+refused, so a misspelt one is never ignored.
 
 Routes are written ``BIN`` or ``BIN/PCN``: a route without a PCN matches every
 PCN of that BIN, and a route with a PCN wins over one without.
@@ -77,28 +78,6 @@ class Config:
     log_level: str = "INFO"
     commit_max_batch: int = 256
 
-
-# Config reference: TOML key -> (meaning, default). Printed in the README.
-SETTINGS: dict[str, str] = {
-    "[adapter] idle_timeout": "seconds a connection may stay silent before it is closed (120)",
-    "[adapter] max_message_size": "largest NCPDP message accepted, bytes (8192)",
-    "[adapter] db": f"SQLAlchemy URL of the store ({DEFAULT_DB}); CASHCAPTURE_DB and --db override",
-    "[adapter] state": "state whose drug list and PMP rules apply (KY)",
-    "[adapter] drug_list": "CSV of reportable NDCs (ndc11,schedule,state,product) "
-    "instead of the shipped list (unset)",
-    "[adapter] metrics_port": "Prometheus endpoint port on 127.0.0.1, 0 = off (0)",
-    "[adapter] workers": "processes sharing the listeners with SO_REUSEPORT (1)",
-    "[adapter] shutdown_grace": "seconds to finish in-flight claims after SIGTERM (10)",
-    "[adapter] log_level": "DEBUG, INFO, WARNING (INFO)",
-    "[adapter] commit_max_batch": "most captures one group commit holds (256)",
-    "[[listeners]] host / port / framing": "where to listen and how messages are framed: "
-    "stx (STX + 4-digit length + message + ETX), len2 (2-byte big-endian length), "
-    "etx (message + ETX) (127.0.0.1 / 5010 / stx)",
-    "[routes] cash": 'list of "BIN" or "BIN/PCN" adjudicated locally as cash capture ([])',
-    "[routes] certification": 'list of "BIN[/PCN]" for vendor certification ([])',
-    "[[payers]] route / host / port / framing / timeout": "insured claims for BIN[/PCN] are "
-    "forwarded unchanged to host:port; past timeout seconds the pharmacy gets reject 95 (8.0)",
-}
 
 # Every top-level key of the config file -> the part that reads and checks it.
 SECTIONS: dict[str, str] = {
