@@ -14,8 +14,8 @@ does a slower walk find the offset and reason for the ParseError.
 from __future__ import annotations
 
 import re
-from itertools import chain, starmap
-from operator import concat, itemgetter
+from itertools import chain
+from operator import itemgetter
 from typing import NoReturn
 
 from .errors import BuildError, ParseError
@@ -139,8 +139,8 @@ def _body(segments: list[Segment], transactions: list[list[Segment]]) -> str | N
     """Wire text of all segments, or None if a check fails (then `_explain` says which).
 
     The checks run once per message in C: one RS per segment, one GS per transaction,
-    one FS per segment and field, ids and field IDs of 2; pairs are checked by
-    concat, which takes exactly two strings."""
+    one FS per segment and field, ids and field IDs of 2 (`Segment.wire` takes pairs of
+    strings only)."""
     if not all(transactions):
         return None
     parts: list[str] = []
@@ -158,7 +158,7 @@ def _body(segments: list[Segment], transactions: list[list[Segment]]) -> str | N
                 fields = s._fields
                 held.append(fields)  # type: ignore[arg-type]
                 n_fs += len(fields)  # type: ignore[arg-type]
-                raw = FS + FS.join(starmap(concat, fields)) if fields else ""  # type: ignore[arg-type]
+                raw = s.wire()
             else:
                 n_fs += raw.count(FS)
             parts += (_HEAD, sid, raw)

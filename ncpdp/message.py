@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import starmap
+from operator import concat
 from typing import ClassVar
 
 from .header import RequestHeader, ResponseHeader
@@ -86,7 +88,11 @@ class Segment:
         """The fields as wire text (each FS + code + value), without RS and AM."""
         if self._raw is not None:
             return self._raw
-        return "".join([FS + c + v for c, v in self._fields])  # type: ignore[union-attr]
+        fields = self._fields
+        try:  # concat takes exactly two strings
+            return FS + FS.join(starmap(concat, fields)) if fields else ""  # type: ignore[arg-type]
+        except TypeError:
+            return "".join([FS + c + v for c, v in fields])  # type: ignore[union-attr]  # says why
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Segment):

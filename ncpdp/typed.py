@@ -25,13 +25,14 @@ def typed(code: str, raw: str) -> TypedValue:
 
     Unknown field codes and text fields give the raw string back.
     """
-    f = FIELDS.get(code)
-    if f is None or f.kind == "text":
+    reader = _READERS.get(code)
+    if reader is None:
         return raw
-    conv = _READ[f.kind]
+    read, scale = reader
     try:
-        return conv(raw, f.scale)
+        return read(raw, scale)
     except (ValueError, KeyError, IndexError, InvalidOperation):
+        f = FIELDS[code]
         raise ValueError(f"{field_name(code)} ({code}) is not a valid {f.format} value") from None
 
 
@@ -66,20 +67,20 @@ def _read_int(raw: str, _scale: int) -> int:
 def _read_date(raw: str, _scale: int) -> datetime.date:
     if len(raw) != 8:
         raise ValueError
-    _digits(raw)
-    return datetime.date(int(raw[:4]), int(raw[4:6]), int(raw[6:]))
+    return datetime.date.fromisoformat(_digits(raw))  # CCYYMMDD
 
 
 def _read_decimal(raw: str, scale: int) -> Decimal:
-    return Decimal(int(_digits(raw))).scaleb(-scale)
+    return Decimal(f"{_digits(raw)}E-{scale}")
 
 
 def _read_money(raw: str, scale: int) -> Decimal:
     digit, sign = OVERPUNCH[raw[-1]]
-    head = raw[:-1]
-    if head:
-        _digits(head)
-    return Decimal(sign * int(head + digit)).scaleb(-scale)
+    digits = raw[:-1] + digit
+    _digits(digits)
+    if sign < 0 and digits.strip("0"):  # a negative zero reads as 0
+        return Decimal(f"-{digits}E-{scale}")
+    return Decimal(f"{digits}E-{scale}")
 
 
 def _write_int(value: int, _scale: int, length: int) -> str | None:
@@ -120,4 +121,6 @@ def _write_money(value: Decimal | int, scale: int, length: int) -> str | None:
 
 
 _READ = {"int": _read_int, "date": _read_date, "decimal": _read_decimal, "money": _read_money}
+# field code -> (reader, implied decimals); text and unknown fields read as they are
+_READERS = {code: (_READ[f.kind], f.scale) for code, f in FIELDS.items() if f.kind != "text"}
 _WRITE = {"int": _write_int, "date": _write_date, "decimal": _write_decimal, "money": _write_money}

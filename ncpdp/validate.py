@@ -221,7 +221,9 @@ def validate(request: Request) -> list[Problem]:
             check = fast[s.id]
             if check is None:
                 continue
-            raw = s.wire()
+            raw = s._raw
+            if raw is None:
+                raw = s.wire()
             fits, needles = check
             if fits(raw) is None or not all(map(raw.__contains__, needles)):
                 _segment(s, None if ti < 0 else ti, rules, out)
