@@ -3,7 +3,13 @@
 Each capture is what the adapter commits for a cash B1: the claim (request
 and response bytes), the fill with its ASAP fields (after a look-up of its
 key), in one unit of work. SQLite (WAL, synchronous=FULL) and PostgreSQL
-run side by side in one process.
+run side by side in one process. Three ways:
+
+- one per transaction: a capture, then its commit (the batch form, run alone);
+- group commit, ORM units: a Session callable per capture (record_claim,
+  find_fill, insert_fill), as the adapter did before the batch form;
+- group commit, batch units: a `BatchUnit` per capture (one key look-up per
+  batch, one executemany per table), as the adapter does now.
 
     python bench/store.py [--captures 20000] [--concurrency 256] [--record]
 """
@@ -37,16 +43,43 @@ from cashcapture.store import (
     upgrade,
     writer_engine,
 )
+from cashcapture.store.groupcommit import BatchUnit
+from cashcapture.store.repo import Writes, find_fills, write_batch
 
 PG_URL = os.environ.get("CASHCAPTURE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REQUEST = b"x" * 420
 RESPONSE = b"y" * 260
+DATE_OF_SERVICE = dt.date(2024, 3, 4)
+FIELDS = dict(
+    fill_number=0,
+    date_of_service=DATE_OF_SERVICE,
+    route="cash",
+    payment_type="01",
+    patient_id_qualifier="06",
+    patient_id="K12345678",
+    patient_last_name="DOE",
+    patient_first_name="JANE",
+    patient_address1="12 MAIN ST",
+    patient_city="FRANKFORT",
+    patient_state="KY",
+    patient_zip="40601",
+    patient_dob=dt.date(1970, 1, 2),
+    patient_gender="F",
+    date_written=dt.date(2024, 3, 1),
+    refills_authorized=0,
+    ndc="00406052362",
+    quantity=Decimal("30"),
+    days_supply=15,
+    prescriber_dea="AB1234563",
+    schedule="CII",
+)
 
 
-def capture_unit(pharmacy_id: int, n: int):
+def orm_unit(pharmacy_id: int, n: int):
+    """The ORM form: look the key up, then record claim and fill."""
+
     def unit(session):
-        # as the adapter does: look the key up, then record claim and fill
-        if find_fill(session, pharmacy_id, f"{n:09d}", 0, dt.date(2024, 3, 4)) is not None:
+        if find_fill(session, pharmacy_id, f"{n:09d}", 0, DATE_OF_SERVICE) is not None:
             raise AssertionError("bench keys are unique")
         claim = record_claim(
             session,
@@ -55,39 +88,38 @@ def capture_unit(pharmacy_id: int, n: int):
             bin="999999",
             route="cash",
         )
-        insert_fill(
-            session,
-            dict(
-                pharmacy_id=pharmacy_id,
-                rx_number=f"{n:09d}",
-                fill_number=0,
-                date_of_service=dt.date(2024, 3, 4),
-                route="cash",
-                payment_type="01",
-                patient_id_qualifier="06",
-                patient_id="K12345678",
-                patient_last_name="DOE",
-                patient_first_name="JANE",
-                patient_address1="12 MAIN ST",
-                patient_city="FRANKFORT",
-                patient_state="KY",
-                patient_zip="40601",
-                patient_dob=dt.date(1970, 1, 2),
-                patient_gender="F",
-                date_written=dt.date(2024, 3, 1),
-                refills_authorized=0,
-                ndc="00406052362",
-                quantity=Decimal("30"),
-                days_supply=15,
-                prescriber_dea="AB1234563",
-                schedule="CII",
-            ),
-            claim=claim,
-        )
+        fields = dict(FIELDS, pharmacy_id=pharmacy_id, rx_number=f"{n:09d}")
+        insert_fill(session, fields, claim=claim)
         answer_claim(session, claim, response=RESPONSE, status="P")
         return n
 
     return unit
+
+
+class Capture(BatchUnit[int]):
+    """The batch form: the same look-up and rows, shared with the batch."""
+
+    def __init__(self, pharmacy_id: int, n: int) -> None:
+        self.pharmacy_id, self.n = pharmacy_id, n
+        self.key = (pharmacy_id, f"{n:09d}", 0, DATE_OF_SERVICE)
+
+    def keys(self, session):
+        return (self.key,)
+
+    def apply(self, found, writes: Writes) -> int:
+        if self.key in found:
+            raise AssertionError("bench keys are unique")
+        claim = writes.claim(
+            request=REQUEST + str(self.n).encode(),
+            transaction_code="B1",
+            bin="999999",
+            route="cash",
+            response=RESPONSE,
+            status="P",
+        )
+        fields = dict(FIELDS, pharmacy_id=self.pharmacy_id, rx_number=self.key[1])
+        writes.insert_fill(fields, claim=claim)
+        return self.n
 
 
 def setup(url: str) -> tuple:
@@ -105,18 +137,23 @@ def one_per_transaction(engine, pharmacy_id: int, count: int, base: int) -> floa
     start = time.perf_counter()
     for n in range(base, base + count):
         with sessions() as session:
-            capture_unit(pharmacy_id, n)(session)
+            unit, writes = Capture(pharmacy_id, n), Writes()
+            conn = session.connection()
+            unit.apply(find_fills(conn, unit.keys(session)), writes)
+            write_batch(conn, [writes])
             session.commit()
     return count / (time.perf_counter() - start)
 
 
-def group_commit(engine, pharmacy_id: int, count: int, base: int, concurrency: int) -> tuple:
+def group_commit(
+    engine, pharmacy_id: int, count: int, base: int, concurrency: int, make_unit
+) -> tuple:
     async def main(committer):
         queue = iter(range(base, base + count))
 
         async def client():
             for n in queue:
-                await committer.run(capture_unit(pharmacy_id, n))
+                await committer.run(make_unit(pharmacy_id, n))
 
         await asyncio.gather(*(client() for _ in range(concurrency)))
 
@@ -137,7 +174,8 @@ def pg_schema() -> tuple[str, str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--captures", type=int, default=20000, help="group-commit captures")
+    parser.add_argument("--captures", type=int, default=20000, help="batch-unit captures")
+    parser.add_argument("--orm", type=int, default=5000, help="ORM-unit captures")
     parser.add_argument("--single", type=int, default=1000, help="one-per-transaction captures")
     parser.add_argument("--concurrency", type=int, default=256)
     parser.add_argument("--record", action="store_true", help="append to bench/RESULTS.md")
@@ -153,22 +191,24 @@ def main() -> None:
             ):
                 engine, pid = setup(url)
                 single = one_per_transaction(engine, pid, args.single, 0)
+                orm, _ = group_commit(engine, pid, args.orm, 10_000_000, args.concurrency, orm_unit)
                 grouped, per_batch = group_commit(
-                    engine, pid, args.captures, 10_000_000, args.concurrency
+                    engine, pid, args.captures, 20_000_000, args.concurrency, Capture
                 )
                 engine.dispose()
-                rows.append((name, single, grouped, per_batch))
+                rows.append((name, single, orm, grouped, per_batch))
         finally:
             with psycopg.connect(conninfo, autocommit=True) as conn:
                 conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
     lines = [
-        "| database | one per transaction | group commit | ratio | captures per commit |",
-        "|---|---:|---:|---:|---:|",
+        "| database | one per transaction | group commit, ORM units | group commit, batch units "
+        "| batch / ORM | captures per commit |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
-    for name, single, grouped, per_batch in rows:
+    for name, single, orm, grouped, per_batch in rows:
         lines.append(
-            f"| {name} | {single:,.0f}/s | {grouped:,.0f}/s | {grouped / single:.1f}x "
+            f"| {name} | {single:,.0f}/s | {orm:,.0f}/s | {grouped:,.0f}/s | {grouped / orm:.1f}x "
             f"| {per_batch:.0f} |"
         )
     table = "\n".join(lines)

@@ -1,19 +1,27 @@
 """Group commit: many captures share one transaction and one fsync.
 
-A unit of work is a callable taking a Session and returning a value. Callers
-submit units from any thread or coroutine; one background thread takes every
-unit queued so far, runs them in one transaction, commits once, and only then
-resolves each unit's future. So a caller that awaits its result knows its
-capture is durable, and throughput does not hang on one sync per capture.
+A unit of work is either a callable taking a Session and returning a value,
+or a `BatchUnit` (the adapter's captures), whose reads and writes the
+committer shares with the rest of its batch. Callers submit units from any
+thread or coroutine; one background thread takes every unit queued so far,
+runs them in one transaction, commits once, and only then resolves each
+unit's future. So a caller that awaits its result knows its capture is
+durable, and throughput does not hang on one sync per capture.
 
-Fast path: the units run back to back with autoflush off, `insert_fill`
-leaves duplicate detection to the unique key, and the batch commits once.
-If any unit raises or the commit fails, the batch is rolled back and re-run
-unit by unit, each in its own SAVEPOINT, so one bad unit fails alone; a
-unit that hit a unique-key violation is retried once in a fresh savepoint
-(it then sees the winning row: `DuplicateFill`). If that commit fails too,
-every waiter gets the exception. Units must therefore be safe to run twice:
-they only touch the session they are given.
+Fast path: callables run back to back with autoflush off (`insert_fill`
+leaves duplicate detection to the unique key). Batch units are looked up
+together (`find_fills`: one query for every key of the batch), each decides
+without the database (`BatchUnit.apply`, noting rows in a `Writes`), and the
+batch's rows go in with one executemany per table (`write_batch`). Units
+whose keys collide go in later rounds of the same transaction, so each sees
+what the one before it wrote. A batch unit whose `apply` raises fails alone
+and writes nothing. If anything else raises (a unique key another process
+won, a fill changed under an update: `StaleFill`) or the commit fails, the
+batch is rolled back and re-run unit by unit, each in its own SAVEPOINT, so
+one bad unit fails alone; a unit that hit a unique-key violation or a stale
+fill is retried once in a fresh savepoint (it then sees the winning row). If
+that commit fails too, every waiter gets the exception. Units must therefore
+be safe to run twice: they only touch the session (or `Writes`) they are given.
 """
 
 from __future__ import annotations
@@ -22,21 +30,61 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .engine import session_factory, writer_engine
-from .repo import OPTIMISTIC
+from .repo import OPTIMISTIC, FillKey, FillRow, StaleFill, Writes, find_fills, write_batch
+from .types import utcnow
 
 T = TypeVar("T")
-Unit = Callable[[Session], Any]
 _STOP = object()
+_RETRY = (IntegrityError, StaleFill)  # another writer won: run again, see its row
 log = logging.getLogger(__name__)
+
+
+class BatchUnit(ABC, Generic[T]):
+    """A capture whose fill look-up and row writes are shared with its batch."""
+
+    @abstractmethod
+    def keys(self, session: Session) -> Sequence[FillKey]:
+        """The fill keys this unit reads (it may query ``session``, e.g. for its pharmacy)."""
+
+    @abstractmethod
+    def apply(self, found: Mapping[FillKey, FillRow], writes: Writes) -> T:
+        """Decide from the fills ``found`` and note the rows to write; no database here."""
+
+
+Unit = Callable[[Session], Any] | BatchUnit
+#: A thread's future, or an event loop and its asyncio future.
+Waiter = Future | tuple[asyncio.AbstractEventLoop, asyncio.Future]
+
+
+def _claim(waiter: Waiter) -> bool:
+    """False when the caller gave up before its unit ran (then it is not run)."""
+    if isinstance(waiter, Future):
+        return waiter.set_running_or_notify_cancel()
+    return not waiter[1].done()
+
+
+def _settle(future: Future | asyncio.Future, ok: bool, value: Any) -> None:
+    if future.done():  # an asyncio waiter cancelled meanwhile
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
+def _settle_all(settled: list[tuple[asyncio.Future, bool, Any]]) -> None:
+    for future, ok, value in settled:
+        _settle(future, ok, value)
 
 
 class GroupCommitter:
@@ -50,6 +98,7 @@ class GroupCommitter:
         self._closed = False
         self.batches = 0
         self.units = 0
+        self.fallbacks = 0  # batches re-run unit by unit
 
     # --- public ----------------------------------------------------------------
 
@@ -59,7 +108,7 @@ class GroupCommitter:
             self._thread.start()
         return self
 
-    def submit(self, unit: Callable[[Session], T]) -> Future[T]:
+    def submit(self, unit: Callable[[Session], T] | BatchUnit[T]) -> Future[T]:
         """Queue ``unit``; its future resolves after the commit that holds it."""
         if self._closed:
             raise RuntimeError("group committer is closed")
@@ -68,11 +117,21 @@ class GroupCommitter:
         self._queue.put((unit, future))
         return future
 
-    async def run(self, unit: Callable[[Session], T]) -> T:
-        """Await ``unit``'s result, available only once it is committed."""
-        return await asyncio.wrap_future(self.submit(unit))
+    async def run(self, unit: Callable[[Session], T] | BatchUnit[T]) -> T:
+        """Await ``unit``'s result, available only once it is committed.
 
-    def call(self, unit: Callable[[Session], T], timeout: float | None = None) -> T:
+        The waiter is an asyncio future: a batch wakes each event loop once
+        for all its waiters, not once per unit.
+        """
+        if self._closed:
+            raise RuntimeError("group committer is closed")
+        self.start()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[T] = loop.create_future()
+        self._queue.put((unit, (loop, waiter)))
+        return await waiter
+
+    def call(self, unit: Callable[[Session], T] | BatchUnit[T], timeout: float | None = None) -> T:
         """Blocking form of `run`, for threads."""
         return self.submit(unit).result(timeout)
 
@@ -111,8 +170,8 @@ class GroupCommitter:
                 batch.append(item)
             self._run_batch(batch)
 
-    def _run_batch(self, batch: list[tuple[Unit, Future]]) -> None:
-        live = [(unit, fut) for unit, fut in batch if fut.set_running_or_notify_cancel()]
+    def _run_batch(self, batch: list[tuple[Unit, Waiter]]) -> None:
+        live = [(unit, w) for unit, w in batch if _claim(w)]
         if not live:
             return
         units = [unit for unit, _ in live]
@@ -125,23 +184,70 @@ class GroupCommitter:
             outcomes = [(False, exc)] * len(live)
         self.batches += 1
         self.units += len(live)
-        for (_, fut), (ok, value) in zip(live, outcomes, strict=True):
-            if ok:
-                fut.set_result(value)
+        by_loop: dict[asyncio.AbstractEventLoop, list] = {}
+        for (_, waiter), outcome in zip(live, outcomes, strict=True):
+            if isinstance(waiter, Future):
+                _settle(waiter, *outcome)
             else:
-                fut.set_exception(value)
+                by_loop.setdefault(waiter[0], []).append((waiter[1], *outcome))
+        for loop, settled in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle_all, settled)
+            except RuntimeError:  # that loop is closed: nobody waits any more
+                pass
 
     def _fast(self, units: list[Unit]) -> list[tuple[bool, Any]] | None:
+        outcomes: list[tuple[bool, Any]] = [(False, None)] * len(units)
         with self._sessions() as session:
             session.info[OPTIMISTIC] = True
             try:
-                with session.no_autoflush:
-                    values = [unit(session) for unit in units]
+                plain = [(i, u) for i, u in enumerate(units) if not isinstance(u, BatchUnit)]
+                if plain:
+                    with session.no_autoflush:
+                        for i, unit in plain:
+                            outcomes[i] = (True, unit(session))
+                    session.flush()
+                batched = [(i, u) for i, u in enumerate(units) if isinstance(u, BatchUnit)]
+                if batched:
+                    self._batched(session, batched, outcomes)
                 session.commit()
             except Exception:
                 session.rollback()
+                self.fallbacks += 1
                 return None
-        return [(True, v) for v in values]
+        return outcomes
+
+    @staticmethod
+    def _batched(
+        session: Session,
+        units: list[tuple[int, BatchUnit]],
+        outcomes: list[tuple[bool, Any]],
+    ) -> None:
+        """Look up, decide and write the batch units in rounds of distinct keys."""
+        conn = session.connection()
+        pending = [(i, unit, frozenset(unit.keys(session))) for i, unit in units]
+        while pending:
+            taken: set[FillKey] = set()
+            now, later = [], []
+            for item in pending:
+                if taken.isdisjoint(item[2]):
+                    now.append(item)
+                    taken |= item[2]
+                else:
+                    later.append(item)
+            found = find_fills(conn, taken)
+            stamp = utcnow()
+            writes = []
+            for i, unit, _ in now:
+                w = Writes(stamp)
+                try:
+                    outcomes[i] = (True, unit.apply(found, w))
+                except Exception as exc:  # a bug in one capture: it alone fails, unwritten
+                    outcomes[i] = (False, exc)
+                    continue
+                writes.append(w)
+            write_batch(conn, writes)
+            pending = later
 
     def _slow(self, units: list[Unit]) -> list[tuple[bool, Any]]:
         with self._sessions() as session:
@@ -159,9 +265,16 @@ class GroupCommitter:
         for attempt in (1, 2):
             savepoint = session.begin_nested()
             try:
-                value = unit(session)
-                session.flush()
-            except IntegrityError as exc:
+                if isinstance(unit, BatchUnit):
+                    conn = session.connection()
+                    found = find_fills(conn, unit.keys(session))
+                    writes = Writes()
+                    value = unit.apply(found, writes)
+                    write_batch(conn, [writes])
+                else:
+                    value = unit(session)
+                    session.flush()
+            except _RETRY as exc:
                 savepoint.rollback()
                 if attempt == 2:
                     return False, exc
