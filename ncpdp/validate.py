@@ -225,7 +225,7 @@ def validate(request: Request) -> list[Problem]:
             if raw is None:
                 raw = s.wire()
             fits, needles = check
-            if fits(raw) is None or not all(map(raw.__contains__, needles)):
+            if fits(raw) is None or (needles and not all(map(raw.__contains__, needles))):
                 _segment(s, None if ti < 0 else ti, rules, out)
     # per transaction: segment ids present and the claim (07), message level included
     message_ids = {s.id for s in request.segments}
@@ -304,14 +304,17 @@ def _segment(s: Segment, ti: int | None, rules: _Rules | None, out: list[Problem
     if not (reps or need or (rules is not None and seg_id in rules.repeating)):
         return
     codes = _CODES(raw)
-    values: dict[str, list[str]] = {}  # code -> raw values, for the counters
+    totals: dict[str, int | None] = {}  # counter code -> sum of its values
     if reps:
+        values: dict[str, list[str]] = {counter: [] for counter in reps.values()}
         for c, v in s._pairs():
-            values.setdefault(c, []).append(v)
+            if c in values:
+                values[c].append(v)
+        totals = {counter: _total(vals) for counter, vals in values.items()}
     if reps and not reps.keys().isdisjoint(codes):  # repeating fields against their counters
         for code, counter in reps.items():
             n = codes.count(code)
-            limit = _total(values.get(counter)) if n else 0
+            limit = totals[counter] if n else 0
             if limit is None or n > limit:
                 what = f"{n} {field_name(code)} ({code})"
                 out.append(
@@ -326,8 +329,7 @@ def _segment(s: Segment, ti: int | None, rules: _Rules | None, out: list[Problem
         return
     missing = sorted(need.difference(codes)) if need else []
     for code in rules.repeating.get(seg_id, ()):
-        counter = reps[code]  # type: ignore[index]
-        if codes.count(code) < (_total(values.get(counter)) or 1):
+        if codes.count(code) < (totals[reps[code]] or 1):  # type: ignore[index]
             missing.append(code)
     for code in missing:
         out.append(
@@ -357,7 +359,7 @@ def _format_problems(s: Segment, ti: int | None, out: list[Problem]) -> None:
             )
 
 
-def _total(vals: list[str] | None) -> int | None:
+def _total(vals: list[str]) -> int | None:
     """Sum of a counter's values (nested groups repeat their counter), None if unusable."""
     if not vals or not all(v.isascii() and v.isdigit() for v in vals):
         return None
