@@ -18,7 +18,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -30,17 +30,10 @@ from ncpdp.header import LENGTHS, parse_header
 from . import adjudicate, capture, logs
 from .config import Config, PayerRoute
 from .metrics import Metrics
-from .store import (
-    Claim,
-    GroupCommitter,
-    answer_claim,
-    find_fill,
-    find_pharmacy,
-    insert_fill,
-    record_claim,
-    revise_fill,
-    void_fill,
-)
+from .store import GroupCommitter, find_pharmacy
+from .store.groupcommit import BatchUnit
+from .store.repo import FillKey, FillRow, Ref, Writes
+from .store.types import utcnow
 from .upstream import Payer, UpstreamError
 
 log = logging.getLogger("cashcapture.router")
@@ -215,54 +208,7 @@ class Router:
     # --- cash and certification ---------------------------------------------------
 
     async def _cash(self, data: bytes, request: Request, route: str) -> tuple[Reply, dict]:
-        problems = ncpdp.validate(request)
-        n = len(request.transactions) or 1
-        auths = [self.auth() for _ in range(n)]
-        h = request.header
-        provider = h.service_provider_id.strip()
-        capture_on = route == CASH
-
-        def unit(session: Session) -> tuple[bytes, adjudicate.Decision, Claim]:
-            pharmacy_id = self._pharmacy_id(session, provider)
-            fills: list = [None] * n
-            priors: list[adjudicate.Prior | None] = [None] * n
-            if capture_on and pharmacy_id is not None:
-                for i in range(len(request.transactions)):
-                    key = adjudicate.fill_key(request, i)
-                    if key is not None:
-                        fills[i] = find_fill(session, pharmacy_id, *key)
-                        priors[i] = _prior(session, fills[i])
-            decision = adjudicate.adjudicate(
-                request,
-                priors=priors,
-                schedule_of=self.schedule_of,
-                pharmacy_known=pharmacy_id is not None or not capture_on,
-                auth_numbers=auths,
-                problems=problems,
-                capture_on=capture_on,
-            )
-            response = ncpdp.build(decision.response)
-            claim = record_claim(
-                session,
-                request=data,
-                transaction_code=h.transaction_code,
-                bin=h.bin,
-                pcn=h.pcn.strip() or None,
-                route=route,
-                service_provider_id=provider,
-            )
-            claim.pharmacy_id = pharmacy_id
-            if capture_on:
-                _apply(session, decision.actions, fills, pharmacy_id, claim)
-            answer_claim(
-                session,
-                claim,
-                response=response,
-                status=decision.status,
-                reject_codes=decision.reject_codes,
-            )
-            return response, decision, claim
-
+        unit = _CashCapture(self, data, request, route)
         response, decision, claim = await self._commit(unit)
         captured = sum(1 for o in decision.outcomes if o.captured and o.action is not None)
         fields = {
@@ -313,7 +259,7 @@ class Router:
             status = statuses[0] if statuses else parsed.header.header_response_status
         try:
             claim, captured = await self._commit(
-                self._insured_unit(data, answer, request, statuses)
+                _InsuredCapture(self, data, answer, request, statuses)
             )
             claim_id = claim.id
         except Exception:
@@ -323,81 +269,147 @@ class Router:
         fields = {"claim_id": claim_id, "payer": label, "captured": captured}
         return Reply(answer, INSURED, status), fields
 
-    def _insured_unit(self, data: bytes, answer: bytes, request: Request, statuses: list[str]):
+
+class _Capture(BatchUnit):
+    """What every capture shares: the claim as received, its pharmacy, its fill keys."""
+
+    def __init__(self, router: Router, data: bytes, request: Request) -> None:
+        self.router = router
+        self.data = data
+        self.request = request
+        self.received_at = utcnow()
         h = request.header
-        provider = h.service_provider_id.strip()
-        code = h.transaction_code
+        self.provider = h.service_provider_id.strip()
+        self.pcn = h.pcn.strip() or None
+        self.pharmacy_id: int | None = None
+        self.fill_keys: list[FillKey | None] = []
 
-        def unit(session: Session) -> tuple[Claim, int]:
-            pharmacy_id = self._pharmacy_id(session, provider)
-            claim = record_claim(
-                session,
-                request=data,
-                transaction_code=code,
-                bin=h.bin,
-                pcn=h.pcn.strip() or None,
-                route=INSURED,
-                service_provider_id=provider,
-            )
-            claim.pharmacy_id = pharmacy_id
-            answer_claim(session, claim, response=answer, status=statuses[0] if statuses else "?")
-            done = 0
-            if pharmacy_id is None:
-                return claim, done
-            for i, status in enumerate(statuses[: len(request.transactions)]):
-                segs = adjudicate.tx_segments(request, i)
-                sched = adjudicate.schedule(segs, self.schedule_of)
-                if sched is None:
-                    continue
-                key = adjudicate.fill_key(request, i)
-                if key is None:
-                    continue
-                fill = find_fill(session, pharmacy_id, *key)
-                if code in ("B1", "B3") and status in PAYER_PAID:
-                    got = capture.extract_fill(h.date_of_service, segs, required=False)
-                    values = dict(got.values, payment_type="04", route=INSURED, schedule=sched)
-                    if fill is None:
-                        insert_fill(
-                            session,
-                            dict(values, pharmacy_id=pharmacy_id),
-                            claim=claim,
-                            ingredients=got.ingredients,
-                        )
-                    else:
-                        revise_fill(session, fill, values, claim=claim, ingredients=got.ingredients)
+    def wanted(self) -> list[int]:
+        """Transactions whose fill this capture reads."""
+        return list(range(len(self.request.transactions)))
+
+    def keys(self, session: Session) -> list[FillKey]:
+        self.pharmacy_id = pid = self.router._pharmacy_id(session, self.provider)
+        self.fill_keys = [None] * (len(self.request.transactions) or 1)
+        if pid is None:
+            return []
+        for i in self.wanted():
+            key = adjudicate.fill_key(self.request, i)
+            if key is not None:
+                self.fill_keys[i] = (pid, *key)
+        return [k for k in self.fill_keys if k is not None]
+
+    def fills(self, found: Mapping[FillKey, FillRow]) -> list[FillRow | None]:
+        return [found.get(k) if k is not None else None for k in self.fill_keys]
+
+    def claim(self, writes: Writes, route: str, response: bytes, status: str, rejects=()) -> Ref:
+        h = self.request.header
+        return writes.claim(
+            request=self.data,
+            transaction_code=h.transaction_code,
+            bin=h.bin,
+            pcn=self.pcn,
+            route=route,
+            service_provider_id=self.provider,
+            pharmacy_id=self.pharmacy_id,
+            response=response,
+            status=status,
+            reject_codes=rejects,
+            received_at=self.received_at,
+        )
+
+
+class _CashCapture(_Capture):
+    """A cash or certification claim: adjudicated on what the store holds for its keys."""
+
+    def __init__(self, router: Router, data: bytes, request: Request, route: str) -> None:
+        super().__init__(router, data, request)
+        self.route = route
+        self.capture_on = route == CASH
+        self.problems = ncpdp.validate(request)
+        self.auths = [router.auth() for _ in range(len(request.transactions) or 1)]
+
+    def wanted(self) -> list[int]:
+        return super().wanted() if self.capture_on else []
+
+    def apply(self, found, writes: Writes) -> tuple[bytes, adjudicate.Decision, Ref]:
+        fills = self.fills(found)
+        priors = [
+            adjudicate.Prior(f.state, f.last_request, f.last_response) if f is not None else None
+            for f in fills
+        ]
+        decision = adjudicate.adjudicate(
+            self.request,
+            priors=priors,
+            schedule_of=self.router.schedule_of,
+            pharmacy_known=self.pharmacy_id is not None or not self.capture_on,
+            auth_numbers=self.auths,
+            problems=self.problems,
+            capture_on=self.capture_on,
+        )
+        response = ncpdp.build(decision.response)
+        claim = self.claim(writes, self.route, response, decision.status, decision.reject_codes)
+        if self.capture_on:
+            for action in decision.actions:
+                fill = fills[action.transaction]
+                if action.kind == "insert":
+                    fields = dict(action.values, pharmacy_id=self.pharmacy_id)
+                    writes.insert_fill(fields, claim=claim, ingredients=action.ingredients)
+                elif action.kind == "revise":
+                    assert fill is not None
+                    writes.revise_fill(
+                        fill, action.values, claim=claim, ingredients=action.ingredients
+                    )
+                elif action.kind == "void":
+                    assert fill is not None
+                    writes.void_fill(fill, claim=claim)
+        return response, decision, claim
+
+
+class _InsuredCapture(_Capture):
+    """A claim the payer answered: its controlled fills follow the payer's verdict."""
+
+    def __init__(
+        self, router: Router, data: bytes, answer: bytes, request: Request, statuses: list[str]
+    ) -> None:
+        super().__init__(router, data, request)
+        self.answer = answer
+        self.statuses = statuses
+        self.schedules: dict[int, str] = {}
+        for i in range(min(len(statuses), len(request.transactions))):
+            sched = adjudicate.schedule(adjudicate.tx_segments(request, i), router.schedule_of)
+            if sched is not None:
+                self.schedules[i] = sched
+
+    def wanted(self) -> list[int]:
+        return list(self.schedules)
+
+    def apply(self, found, writes: Writes) -> tuple[Ref, int]:
+        status = self.statuses[0] if self.statuses else "?"
+        claim = self.claim(writes, INSURED, self.answer, status)
+        if self.pharmacy_id is None:
+            return claim, 0
+        code = self.request.header.transaction_code
+        fills = self.fills(found)
+        done = 0
+        for i, sched in self.schedules.items():
+            if self.fill_keys[i] is None:
+                continue
+            fill, status = fills[i], self.statuses[i]
+            if code in ("B1", "B3") and status in PAYER_PAID:
+                segs = adjudicate.tx_segments(self.request, i)
+                got = capture.extract_fill(
+                    self.request.header.date_of_service, segs, required=False
+                )
+                values = dict(got.values, payment_type="04", route=INSURED, schedule=sched)
+                if fill is None:
+                    fields = dict(values, pharmacy_id=self.pharmacy_id)
+                    writes.insert_fill(fields, claim=claim, ingredients=got.ingredients)
+                else:
+                    writes.revise_fill(fill, values, claim=claim, ingredients=got.ingredients)
+                done += 1
+            elif code == "B2" and status in PAYER_APPROVED and fill is not None:
+                if fill.state != "voided":
+                    writes.void_fill(fill, claim=claim)
                     done += 1
-                elif code == "B2" and status in PAYER_APPROVED and fill is not None:
-                    if fill.state != "voided":
-                        void_fill(session, fill, claim=claim)
-                        done += 1
-            return claim, done
-
-        return unit
-
-
-def _prior(session: Session, fill) -> adjudicate.Prior | None:
-    if fill is None:
-        return None
-    claim_id = fill.updated_by_claim_id or fill.created_by_claim_id
-    claim = session.get(Claim, claim_id) if claim_id else None
-    return adjudicate.Prior(
-        fill.state,
-        claim.request if claim is not None else None,
-        claim.response if claim is not None else None,
-    )
-
-
-def _apply(session: Session, actions, fills, pharmacy_id, claim) -> None:
-    for action in actions:
-        fill = fills[action.transaction]
-        if action.kind == "insert":
-            insert_fill(
-                session,
-                dict(action.values, pharmacy_id=pharmacy_id),
-                claim=claim,
-                ingredients=action.ingredients,
-            )
-        elif action.kind == "revise":
-            revise_fill(session, fill, action.values, claim=claim, ingredients=action.ingredients)
-        elif action.kind == "void":
-            void_fill(session, fill, claim=claim)
+        return claim, done

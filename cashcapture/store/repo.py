@@ -394,11 +394,12 @@ class Writes:
         service_provider_id: str | None = None,
         pharmacy_id: int | None = None,
         content_hash: str | None = None,
+        received_at: dt.datetime | None = None,
     ) -> Ref:
         """A claim as received, with the response sent for it (`record_claim` + `answer_claim`)."""
         ref = Ref()
         row = {
-            "received_at": self.now,
+            "received_at": received_at or self.now,
             "answered_at": self.now,
             "transaction_code": transaction_code,
             "bin": bin,
