@@ -23,8 +23,8 @@ from .header import LENGTHS, RequestHeader, ResponseHeader, build_header, parse_
 from .message import FS, GS, RS, Request, Response, Segment
 
 _V = "[^\x1c\x1d\x1e]"
-_SEG = f"\x1e\x1cAM{_V}{{2}}(?:\x1c{_V}{{2}}{_V}*)*"
-_BODY = re.compile(f"(?:{_SEG})*(?:\x1d(?:{_SEG})+)*")
+_SEG = f"\x1e\x1cAM{_V}{{2}}(?:\x1c{_V}{{2,}}+)*+"  # possessive: nothing to give back
+_BODY = re.compile(f"(?:{_SEG})*+(?:\x1d(?:{_SEG})++)*+")
 _SEPS = FS + GS + RS
 REQUEST_LEN = LENGTHS["request"]
 RESPONSE_LEN = LENGTHS["response"]
