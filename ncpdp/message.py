@@ -61,11 +61,8 @@ class Segment:
         if raw is not None:
             if len(code) != 2:
                 return None
-            i = raw.find(FS + code)
-            if i < 0:
-                return None
-            j = raw.find(FS, i + 3)
-            return raw[i + 3 :] if j < 0 else raw[i + 3 : j]
+            _, found, rest = raw.partition(FS + code)
+            return rest.partition(FS)[0] if found else None
         for c, v in self._fields:  # type: ignore[union-attr]
             if c == code:
                 return v
