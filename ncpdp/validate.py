@@ -6,9 +6,9 @@ the transaction index (None for message-level) and a message that names the
 field, never its value.
 
 Speed: a valid segment costs one compiled regex (per transaction code and
-segment: formats, mandatory fields not empty, no repeated field to count) and a
-substring test per mandatory field; only a segment that fails them is walked
-field by field to name its problems.
+segment: formats, mandatory fields sent and not empty, no repeated field to
+count); only a segment that fails it is walked field by field to name its
+problems.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from functools import cache
 from importlib import resources
 from itertools import chain
 from operator import attrgetter, call
-from typing import NamedTuple
 
 from .dictionary import (
     FIELD_REJECT,
@@ -113,13 +112,15 @@ def _segment_pattern(
     codes: list[str], need: frozenset[str] = frozenset(), empty: frozenset[str] = frozenset()
 ) -> re.Pattern[str]:
     """One regex over a segment's wire text that matches when each of `codes` has a
-    value fitting its format or is empty (`need`: never empty; `empty`: always empty);
-    other codes pass."""
+    value fitting its format or is empty (`need`: never empty, and an empty group marks
+    that the field was seen; `empty`: always empty); other codes pass."""
 
     def value(code: str) -> str:
         if code in empty:
             return ""
-        return f"(?:{_value_pattern(FIELDS[code])})" + ("" if code in need else "?")
+        if code in need:
+            return f"(?:{_value_pattern(FIELDS[code])})()"
+        return f"(?:{_value_pattern(FIELDS[code])})?"
 
     by_first: dict[str, list[str]] = {}
     for code in sorted(codes):
@@ -152,36 +153,27 @@ for _code, _f in FIELDS.items():
         _REPEATS.setdefault(_seg, {})[_code] = _counter
 
 
-class _Fast(NamedTuple):
-    """A segment has no problem when `fits` matches its wire text and every needle (FS +
-    mandatory code) occurs in it; else `_segment` says why."""
-
-    fits: Callable[[str], re.Match[str] | None]
-    needles: tuple[str, ...]
-
-
+_Fits = Callable[[str], "re.Match[str] | None"]
 _NEVER = re.compile("(?!)").fullmatch  # segments with mandatory fields in each repeat
 
 
 @cache
-def _fits(
-    seg_id: str, need: frozenset[str], counted: frozenset[str]
-) -> Callable[[str], re.Match[str] | None]:
+def _fits(seg_id: str, need: frozenset[str], counted: frozenset[str]) -> _Fits:
     codes = sorted({*_SEGMENT_CODES.get(seg_id, []), *counted})
     return _segment_pattern(codes, need, counted).fullmatch
 
 
-def _fast(seg_id: str, rules: _Rules | None) -> _Fast:
-    """Formats fit, mandatory fields are not empty, and no field is sent whose count
-    against its counter needs checking."""
-    need = rules.fields.get(seg_id, frozenset()) if rules is not None else frozenset()
-    needles = tuple(sorted("\x1c" + c for c in need))
+def _fast(seg_id: str, rules: _Rules | None) -> _Fits:
+    """A segment has no problem when this matches its wire text and sets every group:
+    formats fit, each mandatory field is sent and not empty, and no field is sent
+    whose count against its counter needs checking. Else `_segment` says why."""
     if rules is not None and seg_id in rules.repeating:
-        return _Fast(_NEVER, needles)
-    return _Fast(_fits(seg_id, need, frozenset(_REPEATS.get(seg_id, ()))), needles)
+        return _NEVER
+    need = rules.fields.get(seg_id, frozenset()) if rules is not None else frozenset()
+    return _fits(seg_id, need, frozenset(_REPEATS.get(seg_id, ())))
 
 
-class _FastTable(dict[str, "_Fast | None"]):
+class _FastTable(dict[str, "_Fits | None"]):
     """Segment id -> its fast check under one transaction code, compiled on first use;
     None for segments with no dictionary fields, no rules and no repeats."""
 
@@ -189,7 +181,7 @@ class _FastTable(dict[str, "_Fast | None"]):
         super().__init__()
         self.rules = rules
 
-    def __missing__(self, seg_id: str) -> _Fast | None:
+    def __missing__(self, seg_id: str) -> _Fits | None:
         rules = self.rules
         known = seg_id in _SEGMENT_CODES or seg_id in _REPEATS
         if not known and (rules is None or seg_id not in rules.fields):
@@ -219,14 +211,14 @@ def validate(request: Request) -> list[Problem]:
     fast = _FAST.get(tc, _FAST[None])
     for ti, group in enumerate((request.segments, *request.transactions), -1):
         for s in group:
-            check = fast[s.id]
-            if check is None:
+            fits = fast[s.id]
+            if fits is None:
                 continue
             raw = s._raw
             if raw is None:
                 raw = s.wire()
-            fits, needles = check
-            if fits(raw) is None or (needles and not all(map(raw.__contains__, needles))):
+            found = fits(raw)
+            if found is None or None in found.groups():
                 _segment(s, None if ti < 0 else ti, rules, out)
     # per transaction: segment ids present and the claim (07), message level included
     message_ids = {s.id for s in request.segments}

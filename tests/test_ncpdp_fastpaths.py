@@ -20,7 +20,7 @@ class _AlwaysSlow(dict):
     """A fast-check table that sends every segment to the field-by-field path."""
 
     def __missing__(self, seg_id: str):
-        return V._Fast(V._NEVER, ())
+        return V._NEVER
 
 
 # Values that fit, break or empty a field's format, plus the separators.
