@@ -13,7 +13,6 @@ route (reject NN).
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import os
@@ -112,6 +111,7 @@ class Router:
         self.payers = {p.route: Payer(p, max_size=cfg.max_message_size) for p in cfg.payers}
         self.auth = AuthNumbers()
         self._pharmacies: dict[str, int] = {}  # provider id -> pharmacy id (hits only)
+        self._counted: dict[tuple[str, str], tuple] = {}  # (route, status) -> metric children
 
     def close(self) -> None:
         for p in self.payers.values():
@@ -127,8 +127,14 @@ class Router:
         """
         start = time.perf_counter()
         reply = await self._handle(data, payload_only)
-        self.metrics.claims.labels(reply.route, reply.status).inc()
-        self.metrics.latency.labels(reply.route).observe(time.perf_counter() - start)
+        counted = self._counted.get((reply.route, reply.status))
+        if counted is None:  # label look-ups cost more than the counting
+            counted = self._counted[(reply.route, reply.status)] = (
+                self.metrics.claims.labels(reply.route, reply.status),
+                self.metrics.latency.labels(reply.route),
+            )
+        counted[0].inc()
+        counted[1].observe(time.perf_counter() - start)
         return reply
 
     async def _handle(self, data: bytes, payload_only: bool) -> Reply:
@@ -227,7 +233,7 @@ class Router:
         return pid
 
     async def _commit(self, unit):
-        return await asyncio.wait_for(self.committer.run(unit), COMMIT_TIMEOUT)
+        return await self.committer.run(unit, COMMIT_TIMEOUT)
 
     # --- insured ----------------------------------------------------------------
 

@@ -37,27 +37,45 @@ class Connection:
         self.writer: asyncio.StreamWriter = writer
         self.decoder = framing.decoder(listener.framing, server.cfg.max_message_size)
         self.busy = False
+        self.idle = False
+        self.deadline = 0.0
+        self.watchdog: asyncio.TimerHandle | None = None
 
     async def run(self) -> None:
-        cfg = self.server.cfg
+        loop = asyncio.get_running_loop()
+        idle = self.server.cfg.idle_timeout
+        # One watchdog per connection, re-armed lazily: no timer per read.
+        self.deadline = loop.time() + idle
+        self.watchdog = loop.call_at(self.deadline, self._watch, loop, idle)
         try:
             while not self.server.draining:
                 if not await self._answer_pending():
                     return
-                if self.server.draining:
+                if self.server.draining or self.idle:
                     return
-                try:
-                    chunk = await asyncio.wait_for(self.reader.read(65536), cfg.idle_timeout)
-                except TimeoutError:
-                    logs.event(log, "idle_timeout", framing=self.listener.framing)
-                    return
+                chunk = await self.reader.read(65536)
                 if not chunk:
                     return
+                self.deadline = loop.time() + idle
                 self.decoder.feed(chunk)
         except (ConnectionError, asyncio.IncompleteReadError):
             return
         finally:
+            if self.watchdog is not None:
+                self.watchdog.cancel()
             self.writer.close()
+
+    def _watch(self, loop: asyncio.AbstractEventLoop, idle: float) -> None:
+        """Close the connection once nothing came for ``idle`` seconds and nothing is in hand."""
+        now = loop.time()
+        if self.busy:
+            self.deadline = now + idle
+        if now < self.deadline:
+            self.watchdog = loop.call_at(self.deadline, self._watch, loop, idle)
+            return
+        self.idle = True
+        logs.event(log, "idle_timeout", framing=self.listener.framing)
+        self.writer.close()  # the pending read then sees end of stream
 
     async def _answer_pending(self) -> bool:
         """Answer every complete frame received so far; False when the connection must end."""
@@ -88,6 +106,7 @@ class Connection:
     async def _send(self, data: bytes) -> None:
         self.writer.write(framing.encode(self.listener.framing, data))
         await self.writer.drain()
+        self.deadline = asyncio.get_running_loop().time() + self.server.cfg.idle_timeout
 
 
 class AdapterServer:

@@ -370,3 +370,19 @@ def test_orm_and_batch_units_share_a_batch(db_engine, pharmacy_id):
         gate.set()
         assert (orm.result(30), batch.result(30)) == ("ORM", "inserted")
     assert sorted(f.rx_number for f in _rows(db_engine, Fill)) == ["BATCH", "ORM"]
+
+
+def test_run_times_out_and_a_unit_not_started_never_runs(db_engine, pharmacy_id):
+    unit = Capture(pharmacy_id, "LATE")
+
+    async def late(committer):
+        with pytest.raises(TimeoutError):
+            await committer.run(unit, timeout=0.2)
+        return await committer.run(Capture(pharmacy_id, "ON TIME"), timeout=30)
+
+    with GroupCommitter(db_engine) as committer:
+        gate = _hold(committer)
+        threading.Timer(1.0, gate.set).start()
+        assert asyncio.run(late(committer)) == "inserted"
+    assert unit.runs == 0
+    assert [f.rx_number for f in _rows(db_engine, Fill)] == ["ON TIME"]

@@ -82,6 +82,11 @@ def _settle(future: Future | asyncio.Future, ok: bool, value: Any) -> None:
         future.set_exception(value)
 
 
+def _expire(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError("group commit took too long"))
+
+
 def _settle_all(settled: list[tuple[asyncio.Future, bool, Any]]) -> None:
     for future, ok, value in settled:
         _settle(future, ok, value)
@@ -117,11 +122,15 @@ class GroupCommitter:
         self._queue.put((unit, future))
         return future
 
-    async def run(self, unit: Callable[[Session], T] | BatchUnit[T]) -> T:
+    async def run(
+        self, unit: Callable[[Session], T] | BatchUnit[T], timeout: float | None = None
+    ) -> T:
         """Await ``unit``'s result, available only once it is committed.
 
         The waiter is an asyncio future: a batch wakes each event loop once
-        for all its waiters, not once per unit.
+        for all its waiters, not once per unit. Past ``timeout`` seconds it
+        raises TimeoutError; a unit not yet started then never runs, one
+        already running may still commit (its result is dropped).
         """
         if self._closed:
             raise RuntimeError("group committer is closed")
@@ -129,7 +138,13 @@ class GroupCommitter:
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[T] = loop.create_future()
         self._queue.put((unit, (loop, waiter)))
-        return await waiter
+        if timeout is None:
+            return await waiter
+        timer = loop.call_later(timeout, _expire, waiter)
+        try:
+            return await waiter
+        finally:
+            timer.cancel()
 
     def call(self, unit: Callable[[Session], T] | BatchUnit[T], timeout: float | None = None) -> T:
         """Blocking form of `run`, for threads."""

@@ -31,7 +31,6 @@ from sqlalchemy import (
     insert,
     or_,
     select,
-    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -570,13 +569,14 @@ def _take_ids(conn: Connection, table: Table, count: int) -> range | list[int]:
     that did not would fail on the primary key, never reuse a row.
     """
     if conn.dialect.name == "postgresql":
-        stmt = text(
-            f"SELECT nextval(pg_get_serial_sequence('{table.name}', 'id')) "
-            "FROM generate_series(1, :n)"
-        )
-        return list(conn.execute(stmt, {"n": count}).scalars())
-    top = conn.execute(select(func.max(table.c.id))).scalar() or 0
+        sql = _NEXT_IDS.format(table=table.name)
+        return [row[0] for row in conn.exec_driver_sql(sql, {"n": count})]
+    top = conn.exec_driver_sql(_TOP_ID.format(table=table.name)).scalar() or 0
     return range(top + 1, top + 1 + count)
+
+
+_NEXT_IDS = "SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, %(n)s)"
+_TOP_ID = "SELECT max(id) FROM {table}"
 
 
 # --- extract side -------------------------------------------------------------
