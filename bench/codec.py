@@ -16,6 +16,8 @@ the shared machine slow neither side):
                          dzero: to_s() of its parsed objects
   validate+build         ours: validate (requests) then build      dzero: to_s()
   build (as parsed)      ours: ncpdp.build of the parsed message (kept wire text)
+  parse+validate+build   ours: parse, validate (requests), build as parsed (the adapter's
+                         forwarding path)      dzero: parse, to_s()
 dzero is handed str already decoded from latin-1 (its API takes str) and returns str:
 that favours dzero. dzero validates nothing: "validate" rows are work only ours does.
 """
@@ -148,6 +150,19 @@ def ours_build_parsed(msgs: list[bytes]) -> Callable[[], None]:
     return run
 
 
+def ours_forward(msgs: list[bytes]) -> Callable[[], None]:
+    parse, validate, build = ncpdp.parse, ncpdp.validate, ncpdp.build
+
+    def run() -> None:
+        for b in msgs:
+            m = parse(b)
+            if m.kind == "request":
+                validate(m)
+            build(m)
+
+    return run
+
+
 def _dz_class(s: str):
     return dz.Response if s.startswith("D0") else dz.Request
 
@@ -183,6 +198,16 @@ def dz_full(msgs: list[bytes]) -> Callable[[], None]:
     return run
 
 
+def dz_forward(msgs: list[bytes]) -> Callable[[], None]:
+    items = [(_dz_class(s), s) for s in (b.decode("latin-1") for b in msgs)]
+
+    def run() -> None:
+        for cls, s in items:
+            cls.parse(s).to_s()
+
+    return run
+
+
 def dz_build(msgs: list[bytes]) -> Callable[[], None]:
     held = [_dz_class(s).parse(s) for s in (b.decode("latin-1") for b in msgs)]
 
@@ -212,6 +237,7 @@ def main() -> None:
         ("build", ours_build(msgs, False), dz_build(msgs)),
         ("validate+build", ours_build(msgs, True), dz_build(msgs)),
         ("build (as parsed)", ours_build_parsed(msgs), dz_build(msgs)),
+        ("parse+validate+build", ours_forward(msgs), dz_forward(msgs)),
     ]
     print(
         f"{n} fixture messages ({sum(map(len, msgs))} bytes), Python "
