@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
-from sqlalchemy import String, cast, exists, func, insert, select, update
+from sqlalchemy import String, cast, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from cashcapture.store.models import (
@@ -359,6 +359,7 @@ class Extractor:
         self.result = ExtractResult(day=day)
         self._taken: set[str] | None = None  # file names in use
         self._queue: dict[int, int] | None = None  # pharmacy -> fills queued
+        self._flying: set[int] | None = None  # fills in files not yet delivered
         self._rejects: dict[int, dict[int, set]] | None = None  # pharmacy -> fill -> open
         self._active: set[int] = set()  # pharmacies with any fill activity this run
         self._batch: list[_Built] = []
@@ -515,18 +516,13 @@ class Extractor:
         queued = self._queued(session, pharmacy_id)
         if not queued:
             return
-        in_flight = (
-            select(SubmissionRecord.id)
-            .join(Submission, Submission.id == SubmissionRecord.submission_id)
-            .where(SubmissionRecord.fill_id == _C.id, Submission.state.in_(IN_FLIGHT))
-        )
+        in_flight = self._in_flight(session)
         stmt = (
             select(*_SELECT)
             .where(
                 _C.pharmacy_id == pharmacy_id,
                 _C.needs_report.is_(True),
                 _C.updated_at < self.cutoff,
-                ~exists(in_flight),
             )
             .order_by(
                 _C.patient_last_name,
@@ -538,7 +534,25 @@ class Extractor:
         )
         if queued > YIELD_PER:
             stmt = stmt.execution_options(yield_per=YIELD_PER)
-        yield from session.execute(stmt)
+        for row in session.execute(stmt):
+            if row[0] not in in_flight:
+                yield row
+
+    def _in_flight(self, session: Session) -> set[int]:
+        """Fills carried by files written but not yet delivered (usually none).
+
+        Read once per run: as a per-query anti-join, PostgreSQL would hash every
+        in-flight record again for each pharmacy, and this run's own files only
+        hold pharmacies it has already done.
+        """
+        if self._flying is None:
+            stmt = (
+                select(SubmissionRecord.fill_id)
+                .join(Submission, Submission.id == SubmissionRecord.submission_id)
+                .where(Submission.state.in_(IN_FLIGHT))
+            )
+            self._flying = set(session.scalars(stmt))
+        return self._flying
 
     def _ingredients(self, session: Session, fill_id: int) -> tuple[asap.Ingredient, ...]:
         rows = session.scalars(
