@@ -564,6 +564,15 @@ _db_option = click.option(
     default=None,
     help="Database URL (default: $CASHCAPTURE_DB or sqlite:///cashcapture.db).",
 )
+_workers_option = click.option(
+    "--workers", type=click.IntRange(1, 64), default=None, help="Processes building files."
+)
+_zero_option = click.option(
+    "--zero-reports",
+    type=click.Choice(["daily", "weekly", "off"]),
+    default=None,
+    help="Zero report cadence (overrides [extract] zero_reports).",
+)
 _config_option = click.option(
     "--config",
     "config",
@@ -579,14 +588,13 @@ class _Busy(click.ClickException):
     exit_code = 75
 
 
-def _extract_env(db: str | None, config: str | None):
+def _extract_env(db: str | None, config: str | None, **overrides):
     """(engine, sessions, settings) for the extract commands; config errors -> UserError."""
     from cashcapture.store import make_engine, resolve_url, session_factory
-    from extract.settings import SettingsError, load
+    from extract.settings import SettingsError, check, load
 
     try:
-        settings = load(config)
-        settings.extract.zone()
+        settings = check(load(config).with_overrides(**overrides))
     except SettingsError as exc:
         raise UserError(str(exc)) from None
     engine = make_engine(resolve_url(db))
@@ -682,11 +690,15 @@ def _run_submit(sessions, settings) -> int:
     default=None,
     help="Day to extract, YYYY-MM-DD (default: yesterday in the configured time zone).",
 )
+@_workers_option
+@_zero_option
 @_db_option
 @_config_option
-def extract_cmd(date, db, config) -> int:
+def extract_cmd(date, workers, zero_reports, db, config) -> int:
     """Write the day's ASAP files (one per pharmacy or chain submitter), validated."""
-    engine, sessions, settings = _extract_env(db, config)
+    engine, sessions, settings = _extract_env(
+        db, config, extract_workers=workers, extract_zero_reports=zero_reports
+    )
     with _Locked(engine, settings):
         return _run_extract(sessions, settings, date)
 
@@ -705,11 +717,15 @@ def submit_cmd(db, config) -> int:
 @click.option(
     "--date", "date", type=_DATE, default=None, help="Day to extract (default: yesterday)."
 )
+@_workers_option
+@_zero_option
 @_db_option
 @_config_option
-def run_daily_cmd(date, db, config) -> int:
+def run_daily_cmd(date, workers, zero_reports, db, config) -> int:
     """Extract then submit, under one lock: what cron or a systemd timer runs."""
-    engine, sessions, settings = _extract_env(db, config)
+    engine, sessions, settings = _extract_env(
+        db, config, extract_workers=workers, extract_zero_reports=zero_reports
+    )
     with _Locked(engine, settings):
         extracted = _run_extract(sessions, settings, date)
         submitted = _run_submit(sessions, settings)
