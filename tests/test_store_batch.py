@@ -115,6 +115,28 @@ def test_find_fills_matches_whole_keys_only(db_engine, pharmacy_id):
     assert (row.last_request, row.last_response) == (b"B1 100", b"paid")
 
 
+def test_find_fills_mixes_pharmacies_and_dates(db_engine, pharmacy_id):
+    with session_factory(db_engine)() as session:
+        other = add_pharmacy(session, dea="BB1234563").id
+        session.commit()
+    stored, absent = [], []
+    writes = Writes()
+    for n in range(150):
+        key = ((pharmacy_id, other)[n // 2 % 2], f"{n}", n % 3, DOS + dt.timedelta(days=n % 5))
+        if n % 2:
+            names = ("pharmacy_id", "rx_number", "fill_number", "date_of_service")
+            writes.insert_fill({**fill_fields(pharmacy_id), **dict(zip(names, key, strict=True))})
+            stored.append(key)
+        else:
+            absent.append(key)
+    _write(db_engine, writes)
+    with db_engine.connect() as conn:
+        found = find_fills(conn, stored + absent + stored[:3])  # repeats are one key
+    assert sorted(found) == sorted(stored)
+    assert {k[0] for k in found} == {pharmacy_id, other}
+    assert all(row.key == key for key, row in found.items())
+
+
 def test_revise_and_void_follow_the_orm_rules(db_engine, pharmacy_id):
     w, _, _ = _new_capture(pharmacy_id, "100")
     _write(db_engine, w)

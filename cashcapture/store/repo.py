@@ -27,7 +27,6 @@ from sqlalchemy import (
     bindparam,
     delete,
     exists,
-    func,
     insert,
     or_,
     select,
@@ -309,49 +308,69 @@ class FillRow:
     last_response: bytes | None
 
 
-_LAST_CLAIM = Claim.__table__.alias("last_claim")
-_FIND_FILLS = (
-    select(
-        Fill.id,
-        Fill.pharmacy_id,
-        Fill.rx_number,
-        Fill.fill_number,
-        Fill.date_of_service,
-        Fill.state,
-        Fill.version,
-        Fill.reported_status,
-        _LAST_CLAIM.c.request,
-        _LAST_CLAIM.c.response,
-    )
-    .outerjoin(
-        _LAST_CLAIM,
-        _LAST_CLAIM.c.id == func.coalesce(Fill.updated_by_claim_id, Fill.created_by_claim_id),
-    )
-    .where(
-        Fill.pharmacy_id.in_(bindparam("p", expanding=True)),
-        Fill.rx_number.in_(bindparam("rx", expanding=True)),
-        Fill.fill_number.in_(bindparam("n", expanding=True)),
-        Fill.date_of_service.in_(bindparam("d", expanding=True)),
-    )
+_LAST_CLAIM = "LEFT JOIN claims c ON c.id = coalesce(f.updated_by_claim_id, f.created_by_claim_id)"
+# PostgreSQL: one statement text for any batch, the key columns as arrays, a
+# LATERAL probe of the unique index per key (LIMIT 1 keeps the planner from
+# flattening it into a join, which it may plan as a scan of a table it has no
+# statistics for yet).
+_FIND_FILLS_PG = (
+    "SELECT k.i, f.id, f.state, f.version, f.reported_status, c.request, c.response "
+    "FROM unnest(%(p)s::bigint[], %(r)s::text[], %(n)s::int[], %(d)s::date[]) "
+    "WITH ORDINALITY AS k(p, r, n, d, i) "
+    "JOIN LATERAL (SELECT id, state, version, reported_status, created_by_claim_id, "
+    "updated_by_claim_id FROM fills WHERE pharmacy_id = k.p AND rx_number = k.r "
+    "AND fill_number = k.n AND date_of_service = k.d LIMIT 1) f ON true " + _LAST_CLAIM
 )
 
 
-def find_fills(conn: Connection | Session, keys: Iterable[FillKey]) -> dict[FillKey, FillRow]:
+def _find_fills_sqlite(count: int) -> str:
+    # SQLite: the keys as a VALUES table, joined to the unique index key by key
+    rows = ", ".join(["(?, ?, ?, ?, ?)"] * count)
+    return (
+        "SELECT k.column1, f.id, f.state, f.version, f.reported_status, c.request, c.response "
+        f"FROM (VALUES {rows}) k JOIN fills f ON f.pharmacy_id = k.column2 "
+        "AND f.rx_number = k.column3 AND f.fill_number = k.column4 "
+        "AND f.date_of_service = k.column5 " + _LAST_CLAIM
+    )
+
+
+def find_fills(conn: Connection, keys: Iterable[FillKey]) -> dict[FillKey, FillRow]:
     """The fills held for ``keys``, by key, in one query (absent keys are left out).
 
-    One IN list per key column rides the unique key's index on both databases;
-    rows that match the lists but not a whole key are dropped here.
+    Each key is one probe of the unique key's index, however many pharmacies,
+    Rx numbers and dates the batch mixes, and whatever statistics the
+    database has (a batch's keys as a table joined to ``fills``).
     """
-    wanted = set(keys)
+    wanted = list(set(keys))
     if not wanted:
         return {}
-    params = {name: list({k[i] for k in wanted}) for i, name in enumerate(("p", "rx", "n", "d"))}
+    if conn.dialect.name == "postgresql":
+        p, r, n, d = (list(col) for col in zip(*wanted, strict=True))
+        rows = conn.exec_driver_sql(_FIND_FILLS_PG, {"p": p, "r": r, "n": n, "d": d})
+        base = 1  # WITH ORDINALITY counts from 1
+    else:
+        to_db = _DATE_BIND.get(conn.dialect.name) or _date_bind(conn)
+        params = [v for i, k in enumerate(wanted) for v in (i, k[0], k[1], k[2], to_db(k[3]))]
+        sql = _FIND_SQL.get(len(wanted)) or _FIND_SQL.setdefault(
+            len(wanted), _find_fills_sqlite(len(wanted))
+        )
+        rows = conn.exec_driver_sql(sql, tuple(params))
+        base = 0
     found: dict[FillKey, FillRow] = {}
-    for row in conn.execute(_FIND_FILLS, params):
-        key = (row[1], row[2], row[3], row[4])
-        if key in wanted:
-            found[key] = FillRow(row[0], key, row[5], row[6], row[7], row[8], row[9])
+    for i, fill_id, state, version, reported, request, response in rows:
+        key = wanted[i - base]
+        found[key] = FillRow(fill_id, key, state, version, reported, request, response)
     return found
+
+
+_FIND_SQL: dict[int, str] = {}
+_DATE_BIND: dict[str, Any] = {}
+
+
+def _date_bind(conn: Connection):
+    """How the dialect stores a date (SQLAlchemy's own bind processor)."""
+    proc = Fill.__table__.c.date_of_service.type._cached_bind_processor(conn.dialect)
+    return _DATE_BIND.setdefault(conn.dialect.name, proc or (lambda v: v))
 
 
 class Ref:
@@ -519,13 +538,15 @@ _PLANS: dict[tuple, tuple[str, tuple[str, ...], list]] = {}
 
 
 def insert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """INSERT ``rows`` (dicts naming the same columns) with the driver's executemany.
+    """INSERT ``rows`` (dicts naming the same columns) in one go: COPY on PostgreSQL
+    (psycopg), the driver's executemany elsewhere.
 
     What `conn.execute(insert(table), rows)` does, without its per-row
     bookkeeping (a third of a capture's CPU): the statement is compiled once
     per dialect and column list, and each value goes through the column
     type's own bind processor, once per distinct date, time or decimal of the
-    batch, so the stored form is exactly SQLAlchemy's.
+    batch, so the stored form is exactly SQLAlchemy's. A unique violation is
+    raised as SQLAlchemy's IntegrityError whichever way the rows went.
     """
     if not rows:
         return
@@ -537,10 +558,14 @@ def insert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
         compiled = insert(table).compile(dialect=dialect, column_keys=list(columns))
         order = tuple(compiled.positiontup or ()) if compiled.positional else columns
         procs = [(i, table.c[k].type._cached_bind_processor(dialect)) for i, k in enumerate(order)]
-        plan = _PLANS[plan_key] = (str(compiled), order, [(i, p) for i, p in procs if p])
+        if dialect.name == "postgresql" and dialect.driver == "psycopg":
+            sql = f"COPY {table.name} ({', '.join(order)}) FROM STDIN"
+        else:
+            sql = str(compiled)
+        plan = _PLANS[plan_key] = (sql, order, [(i, p) for i, p in procs if p])
     sql, order, procs = plan
     memo: dict[tuple[int, Any], Any] = {}
-    params: list = []
+    params: list[list] = []
     for row in rows:
         values = [row[k] for k in order]
         for i, proc in procs:
@@ -554,10 +579,26 @@ def insert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
                 values[i] = got
             else:
                 values[i] = proc(value)
-        params.append(
-            tuple(values) if dialect.positional else dict(zip(order, values, strict=True))
-        )
-    conn.exec_driver_sql(sql, params)
+        params.append(values)
+    if sql.startswith("COPY"):
+        _copy(conn, sql, params)
+    elif dialect.positional:
+        conn.exec_driver_sql(sql, [tuple(v) for v in params])
+    else:
+        conn.exec_driver_sql(sql, [dict(zip(order, v, strict=True)) for v in params])
+
+
+def _copy(conn: Connection, sql: str, rows: list[list]) -> None:
+    # psycopg's COPY: one round trip, half the client CPU of its pipelined executemany
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        with cursor.copy(sql) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except conn.dialect.dbapi.IntegrityError as exc:
+        raise IntegrityError(sql, None, exc) from exc
+    finally:
+        cursor.close()
 
 
 def _take_ids(conn: Connection, table: Table, count: int) -> range | list[int]:
