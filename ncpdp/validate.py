@@ -258,13 +258,13 @@ def _segment_rules(
 
 
 # header attribute, its field code, and when it is valid
-_HEADER_RULES = (
-    ("bin", "A1", re.compile("[0-9]+").fullmatch),
-    ("version", "A2", re.compile("D0").fullmatch),
-    ("transaction_code", "A3", TRANSACTION_CODES.__contains__),
-    ("service_provider_id_qualifier", "B2", str.strip),  # not blank
-    ("service_provider_id", "B1", str.strip),
-    ("date_of_service", "D1", _DATE_OK),
+_HEADER_RULES: tuple[tuple[str, str, Callable[[str], bool]], ...] = (
+    ("bin", "A1", lambda v: v.isascii() and v.isdigit()),
+    ("version", "A2", lambda v: v == "D0"),
+    ("transaction_code", "A3", lambda v: v in TRANSACTION_CODES),
+    ("service_provider_id_qualifier", "B2", lambda v: v.strip() != ""),
+    ("service_provider_id", "B1", lambda v: v.strip() != ""),
+    ("date_of_service", "D1", lambda v: v.isascii() and v.isdigit() and bool(_DATE_OK(v))),
 )
 _HEADER_VALUES = attrgetter(*(attr for attr, _, _ in _HEADER_RULES))
 _HEADER_TESTS = tuple(test for _, _, test in _HEADER_RULES)
