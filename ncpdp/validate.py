@@ -173,9 +173,10 @@ def _fast(seg_id: str, rules: _Rules | None) -> _Fits:
     return _fits(seg_id, need, frozenset(_REPEATS.get(seg_id, ())))
 
 
-class _FastTable(dict[str, "_Fits | None"]):
+class _FastTable(dict[str, _Fits]):
     """Segment id -> its fast check under one transaction code, compiled on first use;
-    None for segments with no dictionary fields, no rules and no repeats."""
+    None (not kept, so that odd ids cannot fill the table) for segments with no
+    dictionary fields, no rules and no repeats: nothing to check."""
 
     def __init__(self, rules: _Rules | None) -> None:
         super().__init__()
@@ -185,10 +186,8 @@ class _FastTable(dict[str, "_Fits | None"]):
         rules = self.rules
         known = seg_id in _SEGMENT_CODES or seg_id in _REPEATS
         if not known and (rules is None or seg_id not in rules.fields):
-            check = None
-        else:
-            check = _fast(seg_id, rules)
-        self[seg_id] = check
+            return None
+        check = self[seg_id] = _fast(seg_id, rules)
         return check
 
 
