@@ -346,7 +346,14 @@ def find_fills(conn: Connection, keys: Iterable[FillKey]) -> dict[FillKey, FillR
         return {}
     if conn.dialect.name == "postgresql":
         p, r, n, d = (list(col) for col in zip(*wanted, strict=True))
-        rows = conn.exec_driver_sql(_FIND_FILLS_PG, {"p": p, "r": r, "n": n, "d": d})
+        # Planned afresh each time (prepare=False): psycopg would prepare it after
+        # five runs, and a generic plan made while the table was small scans it.
+        cursor = conn.connection.dbapi_connection.cursor()
+        try:
+            cursor.execute(_FIND_FILLS_PG, {"p": p, "r": r, "n": n, "d": d}, prepare=False)
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
         base = 1  # WITH ORDINALITY counts from 1
     else:
         to_db = _DATE_BIND.get(conn.dialect.name) or _date_bind(conn)
