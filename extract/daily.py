@@ -360,6 +360,7 @@ class Extractor:
         self._taken: set[str] | None = None  # file names in use
         self._queue: dict[int, int] | None = None  # pharmacy -> fills queued
         self._flying: set[int] | None = None  # fills in files not yet delivered
+        self.before_id: int | None = None  # submissions up to this id predate the run
         self._rejects: dict[int, dict[int, set]] | None = None  # pharmacy -> fill -> open
         self._active: set[int] = set()  # pharmacies with any fill activity this run
         self._batch: list[_Built] = []
@@ -388,6 +389,7 @@ class Extractor:
             groups = self.groups(session)
             session.expunge_all()
         self._resolve_stale_rejects()
+        self._last_before()
         usable = []
         for group in groups:
             problem = self._registration_problem(group)
@@ -424,7 +426,9 @@ class Extractor:
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
             futures = {
-                pool.submit(_extract_chunk, url, self.settings, self.day, self.now, chunk): chunk
+                pool.submit(
+                    _extract_chunk, url, self.settings, self.day, self.now, self.before_id, chunk
+                ): chunk
                 for chunk in chunks
             }
             for future in as_completed(futures):
@@ -538,6 +542,13 @@ class Extractor:
             if row[0] not in in_flight:
                 yield row
 
+    def _last_before(self) -> int:
+        """The last submission id before this run wrote anything."""
+        if self.before_id is None:
+            with self.sessions() as s:
+                self.before_id = s.scalar(select(func.max(Submission.id))) or 0
+        return self.before_id
+
     def _in_flight(self, session: Session) -> set[int]:
         """Fills carried by files written but not yet delivered (usually none).
 
@@ -549,8 +560,8 @@ class Extractor:
             stmt = (
                 select(SubmissionRecord.fill_id)
                 .join(Submission, Submission.id == SubmissionRecord.submission_id)
-                .where(Submission.state.in_(IN_FLIGHT))
-            )
+                .where(Submission.state.in_(IN_FLIGHT), Submission.id <= self._last_before())
+            )  # files of this run only hold pharmacies already done
             self._flying = set(session.scalars(stmt))
         return self._flying
 
@@ -873,24 +884,37 @@ class Extractor:
 
 
 def _extract_chunk(
-    url: str, settings: Settings, day: dt.date, now: dt.datetime, submitters: list[str]
+    url: str,
+    settings: Settings,
+    day: dt.date,
+    now: dt.datetime,
+    before_id: int | None,
+    submitters: list[str],
 ) -> tuple[ExtractResult, set[int]]:
-    """Worker process: the files of these submitters (zero reports stay with the parent)."""
+    """Worker process: the files of these submitters (zero reports stay with the parent).
+
+    One Extractor per worker process and run, so what it reads once (queue
+    counts, in-flight fills, names, rejects, groups) serves all its chunks.
+    """
     from cashcapture.store import make_engine, session_factory
 
-    engine = _WORKER_ENGINES.get(url)
-    if engine is None:
-        engine = _WORKER_ENGINES[url] = make_engine(url)
-    ex = Extractor(session_factory(engine), settings, day, now=now)
-    with ex.sessions() as session:
-        wanted = set(submitters)
-        groups = [g for g in ex.groups(session) if g.submitter_id in wanted]
-        session.expunge_all()
-    ex.run_groups(groups)
+    key = (url, day, now)
+    state = _WORKER.get(key)
+    if state is None:
+        _WORKER.clear()
+        ex = Extractor(session_factory(make_engine(url)), settings, day, now=now)
+        ex.before_id = before_id
+        with ex.sessions() as session:
+            groups = {g.submitter_id: g for g in ex.groups(session)}
+            session.expunge_all()
+        state = _WORKER[key] = (ex, groups)
+    ex, groups = state
+    ex.result, ex._active = ExtractResult(day=day), set()
+    ex.run_groups([groups[sub] for sub in submitters])
     return ex.result, ex._active
 
 
-_WORKER_ENGINES: dict[str, object] = {}
+_WORKER: dict[tuple, tuple[Extractor, dict[str, _Group]]] = {}
 
 
 def extract(
