@@ -510,14 +510,13 @@ def write_batch(conn: Connection, batch: Sequence[Writes]) -> None:
     """
     claims = [c for w in batch for c in w.claims]
     fills = [f for w in batch for f in w.fills]
+    claim_ids, fill_ids = _take_ids(conn, len(claims), len(fills))
     if claims:
-        ids = _take_ids(conn, Claim.__table__, len(claims))
-        for (ref, row), new_id in zip(claims, ids, strict=True):
+        for (ref, row), new_id in zip(claims, claim_ids, strict=True):
             ref.id = row["id"] = new_id
         insert_many(conn, Claim.__table__, [row for _, row in claims])
     if fills:
-        ids = _take_ids(conn, Fill.__table__, len(fills))
-        for (ref, row, claim), new_id in zip(fills, ids, strict=True):
+        for (ref, row, claim), new_id in zip(fills, fill_ids, strict=True):
             ref.id = row["id"] = new_id
             row["created_by_claim_id"] = claim.id if claim is not None else None
         insert_many(conn, Fill.__table__, [row for _, row, _ in fills])
@@ -608,23 +607,38 @@ def _copy(conn: Connection, sql: str, rows: list[list]) -> None:
         cursor.close()
 
 
-def _take_ids(conn: Connection, table: Table, count: int) -> range | list[int]:
-    """``count`` fresh primary keys for ``table``.
+def _take_ids(conn: Connection, claims: int, fills: int) -> tuple[Sequence[int], Sequence[int]]:
+    """Fresh primary keys: ``claims`` for claims, ``fills`` for fills.
 
-    PostgreSQL: from the column's sequence, so concurrent writers never share
-    one. SQLite: past the current maximum, which holds because the writer's
-    transaction began IMMEDIATE (no other writer until it commits); a writer
-    that did not would fail on the primary key, never reuse a row.
+    PostgreSQL: from the columns' sequences (one round trip), so concurrent
+    writers never share one. SQLite: past the current maxima, which holds
+    because the writer's transaction began IMMEDIATE (no other writer until
+    it commits); a writer that did not would fail on the primary key, never
+    reuse a row.
     """
+    if not claims and not fills:
+        return (), ()
     if conn.dialect.name == "postgresql":
-        sql = _NEXT_IDS.format(table=table.name)
-        return [row[0] for row in conn.exec_driver_sql(sql, {"n": count})]
-    top = conn.exec_driver_sql(_TOP_ID.format(table=table.name)).scalar() or 0
-    return range(top + 1, top + 1 + count)
+        cursor = conn.connection.dbapi_connection.cursor()
+        try:
+            cursor.execute(_NEXT_IDS, {"c": claims, "f": fills})
+            claim_ids, fill_ids = cursor.fetchone()
+        finally:
+            cursor.close()
+        return claim_ids, fill_ids
+    top_claim, top_fill = conn.exec_driver_sql(_TOP_IDS).one()
+    return (
+        range((top_claim or 0) + 1, (top_claim or 0) + 1 + claims),
+        range((top_fill or 0) + 1, (top_fill or 0) + 1 + fills),
+    )
 
 
-_NEXT_IDS = "SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, %(n)s)"
-_TOP_ID = "SELECT max(id) FROM {table}"
+_NEXT_IDS = (
+    "SELECT ARRAY(SELECT nextval(pg_get_serial_sequence('claims', 'id')) "
+    "FROM generate_series(1, %(c)s)), "
+    "ARRAY(SELECT nextval(pg_get_serial_sequence('fills', 'id')) FROM generate_series(1, %(f)s))"
+)
+_TOP_IDS = "SELECT (SELECT max(id) FROM claims), (SELECT max(id) FROM fills)"
 
 
 # --- extract side -------------------------------------------------------------
