@@ -8,6 +8,7 @@ sync among many captures.
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
 
@@ -61,6 +62,43 @@ def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
         # second process waits on busy_timeout instead of failing to upgrade.
         immediate = conn.get_execution_options().get("sqlite_immediate", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class WriterLock:
+    """An exclusive lock file next to a SQLite database, for the processes that write it.
+
+    SQLite lets one writer in at a time and makes the others poll (its busy
+    handler sleeps up to 100 ms between tries), so two adapter workers on one
+    SQLite file answer in bursts. Writers that take this lock first queue in
+    the kernel instead and go in the moment the other commits. Other writers
+    (the extract, the CLI) need not take it: SQLite's own lock stays the rule.
+    A no-op for other databases and in-memory SQLite.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        url = engine.url
+        database = url.database or ""
+        self.path: Path | None = None
+        if url.get_backend_name() == "sqlite" and database not in ("", ":memory:"):
+            if "mode=memory" not in str(url):
+                self.path = Path(database).with_name(Path(database).name + ".writer-lock")
+        self._fd: int | None = None
+
+    def __enter__(self) -> WriterLock:
+        if self.path is not None:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def writer_engine(engine: Engine) -> Engine:

@@ -39,7 +39,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .engine import session_factory, writer_engine
+from .engine import WriterLock, session_factory, writer_engine
 from .repo import OPTIMISTIC, FillKey, FillRow, StaleFill, Writes, find_fills, write_batch
 from .types import utcnow
 
@@ -97,6 +97,7 @@ class GroupCommitter:
 
     def __init__(self, engine: Engine, *, max_batch: int = 1000) -> None:
         self._sessions = session_factory(writer_engine(engine))
+        self._lock = WriterLock(engine)
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -158,6 +159,8 @@ class GroupCommitter:
         if self._thread is not None:
             self._queue.put(_STOP)
             self._thread.join(timeout)
+        if self._thread is None or not self._thread.is_alive():
+            self._lock.close()
 
     def __enter__(self) -> GroupCommitter:
         return self.start()
@@ -191,9 +194,10 @@ class GroupCommitter:
             return
         units = [unit for unit, _ in live]
         try:
-            outcomes = self._fast(units)
-            if outcomes is None:
-                outcomes = self._slow(units)
+            with self._lock:
+                outcomes = self._fast(units)
+                if outcomes is None:
+                    outcomes = self._slow(units)
         except BaseException as exc:  # never leave a waiter hanging
             log.exception("group commit failed")
             outcomes = [(False, exc)] * len(live)
