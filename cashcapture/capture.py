@@ -332,6 +332,11 @@ RULES: dict[str, Callable[[str, Context], object]] = {
     "dea_qualifier": _dea_qualifier,
     "dea": _dea,
 }
+# Text rules whose refused value still goes to the store when the claim is not
+# judged at the counter (insured): the state's validator then names the real
+# reason ("PO Box is not allowed") instead of "Required Field Value is Empty".
+# Only rules whose store column is as wide as the NCPDP field.
+_KEPT_WHEN_INVALID = frozenset({"street", "us_state"})
 # Which of the table's rules a compound claim skips (its product is in segment 10).
 _COMPOUND_SKIP = frozenset({"D7"})
 
@@ -436,6 +441,12 @@ def extract_fill(header_date_of_service: str, segments, *, required: bool = True
         except Invalid as exc:  # optional fields' rules never raise
             if required:
                 problems.append(Problem(exc.reject or row.reject, row.code, exc.reason))
+            elif (
+                row.rule in _KEPT_WHEN_INVALID
+                and row.column is not None
+                and len(raw) <= FIELDS[row.code].max_length
+            ):
+                values[row.column] = raw
             continue
         if row.column is not None and value is not None:
             values[row.column] = value

@@ -163,7 +163,9 @@ def config_toml(db_url: str, payer_port: int, sftp_section: str) -> str:
         "[extract]\n"
         'state = "KY"\n'
         'outbox = "outbox"\n'
-        'zero_reports = "daily"\n\n' + sftp_section + "retries = 2\nbackoff = 0.2\ntimeout = 10.0\n"
+        'zero_reports = "daily"\n'
+        'po_box = "reject"  # hold PO Box records back, as the guide\'s reject table shows\n\n'
+        + sftp_section + "retries = 2\nbackoff = 0.2\ntimeout = 10.0\n"
     )
 
 

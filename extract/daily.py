@@ -28,7 +28,7 @@ import os
 from array import array
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import String, cast, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -250,7 +250,12 @@ class Checker:
     """
 
     def __init__(
-        self, state: str, version: str, today: dt.date, drug_list: object | None = None
+        self,
+        state: str,
+        version: str,
+        today: dt.date,
+        drug_list: object | None = None,
+        po_box: str | None = None,
     ) -> None:
         try:
             rules = for_state(state)
@@ -260,6 +265,8 @@ class Checker:
             raise SettingsError(
                 f"[extract] asap_version {version}: the {state} rules table is for {rules.version}"
             )
+        if po_box is not None:
+            rules = replace(rules, po_box=po_box)
         if drug_list is None:
             from cashcapture import drugs
 
@@ -352,7 +359,10 @@ class Extractor:
         self.now = now or utcnow()
         self.local_now = self.now.astimezone(settings.extract.zone())
         self.checker = checker or Checker(
-            settings.extract.state, settings.extract.asap_version, self.local_now.date()
+            settings.extract.state,
+            settings.extract.asap_version,
+            self.local_now.date(),
+            po_box=settings.extract.po_box,
         )
         self.progress = progress or (lambda done, total: None)
         self.outbox = settings.outbox_dir() if settings.extract.outbox else None

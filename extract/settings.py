@@ -14,6 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ZERO_CADENCES = ("daily", "weekly", "off")
+PO_BOX_POLICIES = ("warning", "reject", "off")  # the guide shows the collector doing both
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
@@ -34,6 +35,7 @@ class ExtractSettings:
     asap_version: str = "4.1"
     lock_file: str = ""  # run lock for SQLite / other; default: next to the database
     workers: int = 1  # processes building files in parallel (2+ for a national day)
+    po_box: str = "warning"  # PO Box street: warning (sent) | reject (held back) | off
 
     def zone(self) -> ZoneInfo:
         try:
@@ -96,6 +98,8 @@ def check(settings: Settings) -> Settings:
         raise SettingsError(f"[extract] zero_reports must be one of {', '.join(ZERO_CADENCES)}")
     if ex.week_ends not in WEEKDAYS:
         raise SettingsError("[extract] week_ends must be a weekday name, e.g. saturday")
+    if ex.po_box not in PO_BOX_POLICIES:
+        raise SettingsError(f"[extract] po_box must be one of {', '.join(PO_BOX_POLICIES)}")
     if ex.file_type not in ("P", "T"):
         raise SettingsError("[extract] file_type must be P or T")
     ex.zone()

@@ -318,3 +318,22 @@ def test_patient_id_tables_agree_with_the_asap_code_list_and_the_state_s_rules()
     needs_state = {q for q, f in ky.patient_ids.items() if f.jurisdiction_required}
     assert capture.JURISDICTION_IDS == needs_state
     assert capture.US_STATES == ky.us_states  # what the counter takes, the state takes
+
+
+def test_insured_capture_keeps_a_refused_street_for_the_states_rules():
+    """Not judged at the counter (insured), a PO Box street is stored as sent,
+    so the state's validator says why instead of "Required Field Value is Empty";
+    a refused date has no column to go to and stays empty."""
+    req = b1()
+    pat = ncpdp.find(req.segments, "01")
+    pat.fields = [
+        (c, {"CM": "PO BOX 12", "C4": "19681340"}.get(c, v)) for c, v in pat.fields
+    ]
+    segs = [*req.segments, *req.transactions[0]]
+    insured = capture.extract_fill(req.header.date_of_service, segs, required=False)
+    assert insured.values["patient_address1"] == "PO BOX 12"
+    assert "patient_dob" not in insured.values
+    assert insured.problems == []
+    cash = capture.extract_fill(req.header.date_of_service, segs, required=True)
+    assert "patient_address1" not in cash.values
+    assert {p.field for p in cash.problems} == {"CM", "C4"}

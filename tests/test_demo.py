@@ -53,7 +53,9 @@ def test_demo_reports_every_claim_as_expected(run):
     assert "3 claims forwarded, bytes unchanged" in out
     assert "Rejected at the counter: 3" in out
     assert "Held back by the state's rules for correction: 1" in out
-    assert "PAT_PATIENT_ADDRESS_1" in out
+    # The payer paid the PO Box claim; the store keeps the street as sent, so the
+    # state's rule names the real reason, not an empty field.
+    assert "PAT_PATIENT_ADDRESS_1 : PO Box is not allowed. Resubmit with Physical Address." in out
     assert str(folder.resolve() / demo.COLLECTOR_DIR) in out
     assert proc.stderr == ""
 
