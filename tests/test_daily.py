@@ -234,3 +234,18 @@ def test_worker_processes_make_the_same_files(sessions, tmp_path):  # noqa: F811
     for f in result.files:
         assert check_file((cfg.outbox_dir() / f.name).read_bytes()).status == "Accept"
     assert extract(sessions, cfg, TODAY, now=NOW, workers=2).files == []
+
+
+def test_big_queues_stream_through_a_server_side_cursor(sessions, tmp_path, monkeypatch):  # noqa: F811
+    import extract.daily as daily
+
+    monkeypatch.setattr(daily, "YIELD_PER", 3)  # a "big" queue: more than 3 fills
+    with sessions.begin() as s:
+        ph = pharmacies(s)
+        for i in range(7):
+            good_fill(s, ph["solo"], f"A{i}", patient_id=f"K{i % 3}")
+    cfg = settings(tmp_path, zero_reports="off")
+    result = extract(sessions, cfg, TODAY, now=NOW)
+    assert [(f.records, f.status) for f in result.files] == [(7, "Accept")]
+    parsed = read((cfg.outbox_dir() / result.files[0].name).read_bytes())
+    assert len(parsed.pharmacies[0].patients) == 3  # a patient's fills under one PAT
