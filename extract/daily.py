@@ -725,7 +725,7 @@ class Extractor:
         pending = b.pending
         status = FILE_FAILED if b.errors else ACCEPT
         lo, hi = b.zero or pending.fill_range()
-        sub = Submission(
+        values = dict(
             file_name=b.name,
             submitter_id=b.group.submitter_id,
             extract_date=self.day,
@@ -742,13 +742,13 @@ class Extractor:
             last_error=b.errors[0] if b.errors else None,
             content=b.content,
             path=str(self.outbox / b.name) if self.outbox is not None else None,
+            attempts=0,
         )
-        s.add(sub)
-        s.flush()
+        sub_id = s.execute(insert(Submission).values(values).returning(Submission.id)).scalar_one()
         pharmacies = {b.pharmacy_id} if b.pharmacy_id else set(pending.pharmacy_ids)
-        self._link_pharmacies(s, sub.id, pharmacies)
+        self._link_pharmacies(s, sub_id, pharmacies)
         if not b.errors:
-            self._insert_records(s, sub.id, pending)
+            self._insert_records(s, sub_id, pending)
         outcome = FileOutcome(
             name=b.name,
             submitter_id=b.group.submitter_id,
@@ -759,7 +759,7 @@ class Extractor:
             zero_report=b.zero is not None,
             errors=b.errors,
         )
-        return sub.id, outcome
+        return sub_id, outcome
 
     @staticmethod
     def _link_pharmacies(s: Session, submission_id: int, pharmacy_ids: set[int]) -> None:
