@@ -564,6 +564,13 @@ _db_option = click.option(
     default=None,
     help="Database URL (default: $CASHCAPTURE_DB or sqlite:///cashcapture.db).",
 )
+_date_option = click.option(
+    "--date",
+    "date",
+    type=_DATE,
+    default=None,
+    help="Day to extract, YYYY-MM-DD (default: yesterday in the configured time zone).",
+)
 _workers_option = click.option(
     "--workers", type=click.IntRange(1, 64), default=None, help="Processes building files."
 )
@@ -683,13 +690,7 @@ def _run_submit(sessions, settings) -> int:
 
 
 @cli.command("extract")
-@click.option(
-    "--date",
-    "date",
-    type=_DATE,
-    default=None,
-    help="Day to extract, YYYY-MM-DD (default: yesterday in the configured time zone).",
-)
+@_date_option
 @_workers_option
 @_zero_option
 @_db_option
@@ -714,9 +715,7 @@ def submit_cmd(db, config) -> int:
 
 
 @cli.command("run-daily")
-@click.option(
-    "--date", "date", type=_DATE, default=None, help="Day to extract (default: yesterday)."
-)
+@_date_option
 @_workers_option
 @_zero_option
 @_db_option

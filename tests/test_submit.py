@@ -129,9 +129,10 @@ def test_gives_up_after_retries_and_keeps_the_file_pending(sessions, sftp_server
         return None
 
     result = submit(sessions, settings_for(sftp_server, tmp_path, retries=3), sleep=sleep)
-    assert not result.ok and "gave up after 3 attempts" in result.failed[
-        "PMP_KY_A_1_20240305010000.dat"
-    ]
+    assert (
+        not result.ok
+        and "gave up after 3 attempts" in result.failed["PMP_KY_A_1_20240305010000.dat"]
+    )
     assert remote_files(sftp_server) == []
     with sessions() as s:
         sub = s.scalars(select(Submission)).one()
