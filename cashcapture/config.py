@@ -2,9 +2,9 @@
 
 One file serves every part (fixtures/cashcapture.toml shows each setting and
 its default; a test keeps it complete): the adapter reads the sections of
-`SECTIONS` it owns and leaves the others to the part they belong to (`[extract]`
-and `[sftp]`: extract/settings.py checks them), while a section nobody owns is
-refused, so a misspelt one is never ignored.
+`configfile.SECTIONS` it owns and leaves the others to the part they belong to
+(`[extract]` and `[sftp]`: extract/settings.py checks them), while a section
+nobody owns is refused by every part, so a misspelt one is never ignored.
 
 Routes are written ``BIN`` or ``BIN/PCN``: a route without a PCN matches every
 PCN of that BIN, and a route with a PCN wins over one without.
@@ -12,18 +12,15 @@ PCN of that BIN, and a route with a PCN wins over one without.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cashcapture import framing
+from cashcapture.configfile import SECTIONS as SECTIONS  # re-exported: the adapter's view
+from cashcapture.configfile import ConfigError, check_sections, read
 
 DEFAULT_DB = "sqlite:///cashcapture.db"
 DEFAULT_UPSTREAM_TIMEOUT = 8.0
-
-
-class ConfigError(ValueError):
-    """A setting that cannot be used; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -79,16 +76,6 @@ class Config:
     commit_max_batch: int = 256
 
 
-# Every top-level key of the config file -> the part that reads and checks it.
-SECTIONS: dict[str, str] = {
-    "adapter": "adapter",
-    "listeners": "adapter",
-    "routes": "adapter",
-    "payers": "adapter",
-    "extract": "extract",  # extract/settings.py: the daily extract
-    "sftp": "extract",  # extract/settings.py: the SFTP submitter
-}
-
 _ADAPTER_KEYS = {
     "idle_timeout": float,
     "max_message_size": int,
@@ -117,13 +104,6 @@ def _unknown(section: str, table: dict, known: set[str]) -> None:
         raise ConfigError(f"unknown setting(s) in {section}: {', '.join(extra)}")
 
 
-def _sections(data: dict) -> None:
-    extra = sorted(set(data) - set(SECTIONS))
-    if extra:
-        known = ", ".join(SECTIONS)
-        raise ConfigError(f"unknown section(s) in config: {', '.join(extra)} (known: {known})")
-
-
 def _port(section: str, value: object) -> int:
     port = _typed(section, "port", value, int)
     if not 0 <= port <= 65535:  # type: ignore[operator]
@@ -140,7 +120,7 @@ def _framing(section: str, value: object) -> str:
 
 def from_dict(data: dict) -> Config:
     """Build a Config from parsed TOML, checking every key of the adapter's sections."""
-    _sections(data)
+    check_sections(data)
     adapter = data.get("adapter", {})
     _unknown("[adapter]", adapter, set(_ADAPTER_KEYS))
     kw: dict = {k: _typed("adapter", k, v, _ADAPTER_KEYS[k]) for k, v in adapter.items()}
@@ -211,16 +191,7 @@ def _check(cfg: Config) -> None:
 
 def load(path: str | Path | None) -> Config:
     """Read a TOML file (None: all defaults). Raises ConfigError with one clear line."""
-    if path is None:
-        return from_dict({})
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
-    return from_dict(data)
+    return from_dict({} if path is None else read(path))
 
 
 def override(

@@ -1,24 +1,26 @@
 """Settings of the daily extract and the SFTP submitter.
 
 They come from the `[extract]` and `[sftp]` sections of the TOML config file
-(the same file `serve --config` reads) and can be overridden by command-line
-options. Every setting has a default here, and the README lists them.
+(the same file `serve --config` reads, read and its sections checked by
+`cashcapture.configfile`) and can be overridden by command-line options. Every
+setting has a default here, and the README lists them.
 """
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cashcapture import configfile
 
 ZERO_CADENCES = ("daily", "weekly", "off")
 PO_BOX_POLICIES = ("warning", "reject", "off")  # the guide shows the collector doing both
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
-class SettingsError(ValueError):
+class SettingsError(configfile.ConfigError):
     """A config value the operator must fix; the message is one line."""
 
 
@@ -116,11 +118,9 @@ def load(path: str | Path | None) -> Settings:
         return check(Settings())
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SettingsError(f"cannot read config {path}: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(f"config {path} is not valid TOML: {exc}") from exc
+        raw = configfile.read(path)
+    except configfile.ConfigError as exc:
+        raise SettingsError(str(exc)) from None
     return check(
         Settings(
             extract=_section(ExtractSettings, raw.get("extract", {}), "extract"),

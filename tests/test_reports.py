@@ -76,6 +76,21 @@ def test_bad_input_is_one_line_and_status_2(tmp_path, capsys):
     assert code == 2 and "zero_reports" in err
 
 
+def test_a_section_no_part_knows_is_refused_by_every_extract_command(tmp_path, capsys):
+    """A misspelt [sftpp] must not leave the submitter on its defaults unnoticed."""
+    bad = tmp_path / "cc.toml"
+    bad.write_text('[extract]\nzero_reports = "off"\n\n[sftpp]\nhost = "collector.example"\n')
+    for command in ("extract", "submit", "run-daily", "status", "rejects"):
+        db = f"sqlite:///{tmp_path}/x.db"
+        code, out, err = run(capsys, command, "--config", str(bad), "--db", db)
+        assert code == 2 and out == "", command
+        assert err.strip().splitlines() == [
+            "cashcapture: error: unknown section(s) in config: sftpp "
+            "(known: adapter, listeners, routes, payers, extract, sftp)"
+        ], command
+    assert not (tmp_path / "x.db").exists()  # refused before any database was touched
+
+
 def test_two_runs_never_overlap(tmp_path, migrated_db_url):
     """While one process holds the run lock, run-daily in another refuses at once."""
     config = tmp_path / "cc.toml"
