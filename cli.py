@@ -562,7 +562,8 @@ _db_option = click.option(
     "--db",
     "db",
     default=None,
-    help="Database URL (default: $CASHCAPTURE_DB or sqlite:///cashcapture.db).",
+    help="Database URL (default: $CASHCAPTURE_DB, then [adapter] db of --config, "
+    "then sqlite:///cashcapture.db).",
 )
 _date_option = click.option(
     "--date",
@@ -596,15 +597,19 @@ class _Busy(click.ClickException):
 
 
 def _extract_env(db: str | None, config: str | None, **overrides):
-    """(engine, sessions, settings) for the extract commands; config errors -> UserError."""
-    from cashcapture.store import make_engine, resolve_url, session_factory
+    """(engine, sessions, settings) for the extract commands; config errors -> UserError.
+
+    The database is chosen as `serve` chooses it (`configfile.database_url`).
+    """
+    from cashcapture.configfile import database_url
+    from cashcapture.store import make_engine, session_factory
     from extract.settings import SettingsError, check, load
 
     try:
         settings = check(load(config).with_overrides(**overrides))
     except SettingsError as exc:
         raise UserError(str(exc)) from None
-    engine = make_engine(resolve_url(db))
+    engine = make_engine(database_url(db, settings.db))
     return engine, session_factory(engine), settings
 
 

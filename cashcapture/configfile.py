@@ -7,6 +7,7 @@ database URL in the same order as `serve`, without importing the adapter.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -47,3 +48,9 @@ def read(path: str | Path) -> dict[str, Any]:
     check_sections(data)
     return data
 
+
+def database_url(given: str | None, configured: str | None = None) -> str:
+    """--db, then $CASHCAPTURE_DB, then the file's `[adapter] db`, then the default SQLite file."""
+    from cashcapture.store.engine import DEFAULT_URL, ENV_VAR
+
+    return given or os.environ.get(ENV_VAR) or configured or DEFAULT_URL

@@ -66,6 +66,7 @@ class Settings:
     extract: ExtractSettings = field(default_factory=ExtractSettings)
     sftp: SftpSettings = field(default_factory=SftpSettings)
     base_dir: Path = field(default_factory=Path.cwd)
+    db: str = ""  # [adapter] db of the file: the store; `configfile.database_url` ranks it
 
     def outbox_dir(self) -> Path:
         return (self.base_dir / self.extract.outbox).resolve()
@@ -121,10 +122,14 @@ def load(path: str | Path | None) -> Settings:
         raw = configfile.read(path)
     except configfile.ConfigError as exc:
         raise SettingsError(str(exc)) from None
+    db = raw.get("adapter", {}).get("db", "")  # the rest of [adapter] is the adapter's to check
+    if not isinstance(db, str):
+        raise SettingsError(f"[adapter] db: expected str, got {db!r}")
     return check(
         Settings(
             extract=_section(ExtractSettings, raw.get("extract", {}), "extract"),
             sftp=_section(SftpSettings, raw.get("sftp", {}), "sftp"),
             base_dir=path.parent.resolve(),
+            db=db,
         )
     )

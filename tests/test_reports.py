@@ -10,7 +10,7 @@ from _extract_helpers import TODAY, good_fill, pharmacies, sessions  # noqa: F40
 from _sftp_server import remote_files, sftp_server  # noqa: F401
 
 import cli
-from cashcapture.store import make_engine
+from cashcapture.store import ENV_VAR, Submission, make_engine, upgrade
 from extract.runlock import run_lock
 
 
@@ -89,6 +89,35 @@ def test_a_section_no_part_knows_is_refused_by_every_extract_command(tmp_path, c
             "(known: adapter, listeners, routes, payers, extract, sftp)"
         ], command
     assert not (tmp_path / "x.db").exists()  # refused before any database was touched
+
+
+def test_database_from_the_option_then_the_environment_then_the_config_file(
+    sessions, tmp_path, migrated_db_url, capsys, monkeypatch  # noqa: F811
+):
+    """`status --config FILE` reads the store named by [adapter] db, in `serve`'s order."""
+    name = "PMP_KY_FROMCONFIG_1_20250101000000.dat"
+    with sessions.begin() as s:
+        s.add(Submission(file_name=name, submitter_id="FROMCONFIG", path=str(tmp_path / name)))
+    cfg = tmp_path / "cc.toml"
+    cfg.write_text(f'[adapter]\ndb = "{migrated_db_url}"\n\n[extract]\ntimezone = "UTC"\n')
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    upgrade(other)
+    monkeypatch.chdir(tmp_path)  # the default sqlite:///cashcapture.db would land here
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    status = ("status", "--csv", "--config", str(cfg))
+
+    code, out, err = run(capsys, *status)
+    assert code == 0 and name in out, err
+    monkeypatch.setenv(ENV_VAR, other)  # the environment comes before the file
+    code, out, _ = run(capsys, *status)
+    assert code == 0 and out.startswith("Submitted Date,") and name not in out
+    code, out, _ = run(capsys, *status, "--db", migrated_db_url)  # --db before both
+    assert code == 0 and name in out
+    assert not (tmp_path / "cashcapture.db").exists()
+
+    cfg.write_text("[adapter]\ndb = 5\n")
+    code, _, err = run(capsys, *status)
+    assert code == 2 and err.strip() == "cashcapture: error: [adapter] db: expected str, got 5"
 
 
 def test_two_runs_never_overlap(tmp_path, migrated_db_url):
