@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from _extract_helpers import (
     COMPOUND,
     TODAY,
@@ -16,6 +17,7 @@ from _extract_helpers import (
 from _sftp_server import remote_files, sftp_server, sftp_settings  # noqa: F401
 from sqlalchemy import func, select
 
+from cashcapture.pharmacies import file_name_part_ok
 from cashcapture.store import (
     Fill,
     Pharmacy,
@@ -29,6 +31,7 @@ from extract import reports
 from extract.daily import Checker, extract
 from extract.reader import read
 from extract.submit import submit
+from extract.writer import file_name
 
 NOW = dt.datetime.now(dt.UTC)
 
@@ -249,3 +252,14 @@ def test_big_queues_stream_through_a_server_side_cursor(sessions, tmp_path, monk
     assert [(f.records, f.status) for f in result.files] == [(7, "Accept")]
     parsed = read((cfg.outbox_dir() / result.files[0].name).read_bytes())
     assert len(parsed.pharmacies[0].patients) == 3  # a patient's fills under one PAT
+
+
+@pytest.mark.parametrize("value", ["É9004", "9004²", "٣", "Ａ1", "", "AB_1", "A B"])
+def test_file_name_parts_are_ascii_letters_and_digits_only(value):
+    """A state collector's file name is ASCII: "É" or "²" pass str.isalnum but not here."""
+    when = dt.datetime(2025, 1, 15, 8, 30)
+    for parts in ((value, "9004", "KY"), ("FP1234563", value, "KY"), ("FP1234563", "9004", value)):
+        with pytest.raises(ValueError, match="must be non-empty ASCII letters and digits"):
+            file_name(*parts[:2], when, parts[2])
+    assert not file_name_part_ok(value)  # the pharmacy registry asks file_name, so it follows
+    assert file_name("fp1234563", "Z9", when) == "PMP_KY_fp1234563_Z9_20250115083000.dat"
