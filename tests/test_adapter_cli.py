@@ -22,10 +22,11 @@ from cli import main
 
 
 def test_example_config_loads_with_every_section():
-    cfg = config.load(ROOT / "fixtures" / "adapter.toml")
+    cfg = config.load(ROOT / "fixtures" / "cashcapture.toml")  # the one reference config
     assert [li.framing for li in cfg.listeners] == ["stx", "len2"]
     assert str(cfg.cash[0]) == "999001/CASHONLY" and str(cfg.certification[0]) == "999002"
-    assert cfg.payers[0].timeout == 8.0 and cfg.metrics_port == 9464
+    assert str(cfg.payers[0].route) == "777001/BLUEPLAN" and cfg.payers[0].timeout == 8.0
+    assert cfg.metrics_port == 0 and cfg.commit_max_batch == 256
 
 
 def test_defaults():
