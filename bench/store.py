@@ -21,10 +21,10 @@ import asyncio
 import datetime as dt
 import os
 import platform
+import sys
 import tempfile
 import time
 import uuid
-from decimal import Decimal
 from pathlib import Path
 from urllib.parse import quote
 
@@ -46,33 +46,13 @@ from cashcapture.store import (
 from cashcapture.store.groupcommit import BatchUnit
 from cashcapture.store.repo import Writes, find_fills, write_batch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from _store_helpers import fill_fields  # noqa: E402  (the tests' sample fill: same rows)
+
 PG_URL = os.environ.get("CASHCAPTURE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REQUEST = b"x" * 420
 RESPONSE = b"y" * 260
-DATE_OF_SERVICE = dt.date(2024, 3, 4)
-FIELDS = dict(
-    fill_number=0,
-    date_of_service=DATE_OF_SERVICE,
-    route="cash",
-    payment_type="01",
-    patient_id_qualifier="06",
-    patient_id="K12345678",
-    patient_last_name="DOE",
-    patient_first_name="JANE",
-    patient_address1="12 MAIN ST",
-    patient_city="FRANKFORT",
-    patient_state="KY",
-    patient_zip="40601",
-    patient_dob=dt.date(1970, 1, 2),
-    patient_gender="F",
-    date_written=dt.date(2024, 3, 1),
-    refills_authorized=0,
-    ndc="00406052362",
-    quantity=Decimal("30"),
-    days_supply=15,
-    prescriber_dea="AB1234563",
-    schedule="CII",
-)
+DATE_OF_SERVICE = dt.date(2024, 3, 4)  # fill_fields' date of service
 
 
 def orm_unit(pharmacy_id: int, n: int):
@@ -88,8 +68,7 @@ def orm_unit(pharmacy_id: int, n: int):
             bin="999999",
             route="cash",
         )
-        fields = dict(FIELDS, pharmacy_id=pharmacy_id, rx_number=f"{n:09d}")
-        insert_fill(session, fields, claim=claim)
+        insert_fill(session, fill_fields(pharmacy_id, f"{n:09d}"), claim=claim)
         answer_claim(session, claim, response=RESPONSE, status="P")
         return n
 
@@ -117,8 +96,7 @@ class Capture(BatchUnit[int]):
             response=RESPONSE,
             status="P",
         )
-        fields = dict(FIELDS, pharmacy_id=self.pharmacy_id, rx_number=self.key[1])
-        writes.insert_fill(fields, claim=claim)
+        writes.insert_fill(fill_fields(self.pharmacy_id, self.key[1]), claim=claim)
         return self.n
 
 

@@ -15,6 +15,7 @@ import pytest
 from _store_helpers import add_pharmacy, capture, fill_fields
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from test_store_groupcommit import _hold  # holds the committer so units queue into one batch
 
 from cashcapture.store import (
     Claim,
@@ -271,13 +272,6 @@ class Broken(Capture):
     def apply(self, found, writes: Writes) -> str:
         super().apply(found, writes)
         raise RuntimeError("adjudication bug")
-
-
-def _hold(committer: GroupCommitter) -> threading.Event:
-    gate, running = threading.Event(), threading.Event()
-    committer.submit(lambda session: (running.set(), gate.wait(30)))
-    assert running.wait(30)
-    return gate
 
 
 def test_batch_units_commit_together_and_answer_after_commit(db_engine, pharmacy_id):
