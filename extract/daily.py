@@ -50,6 +50,8 @@ from cashcapture.store.types import utcnow
 
 from . import records as asap
 from . import writer as asap_writer
+from .asap import table
+from .asap.codec import row_encoder
 from .reader import read
 from .rules import for_state
 from .settings import WEEKDAYS, Settings, SettingsError
@@ -365,6 +367,15 @@ class Extractor:
             po_box=settings.extract.po_box,
         )
         self.progress = progress or (lambda done, total: None)
+        # Rows -> PAT / DSP elements without value objects (same strings as the values give).
+        try:
+            elements = table(settings.extract.asap_version)
+        except KeyError as exc:
+            raise SettingsError(f"[extract] asap_version: {exc.args[0]}") from None
+        self._pat_elements = row_encoder(elements, "PAT", _PAT_NAMES, asap.Patient())
+        self._dsp_elements = row_encoder(
+            elements, "DSP", (*_DSP_NAMES, "status", "fill_number"), asap.Dispensation()
+        )
         self.outbox = settings.outbox_dir() if settings.extract.outbox else None
         self.result = ExtractResult(day=day)
         self._taken: set[str] | None = None  # file names in use
@@ -627,7 +638,7 @@ class Extractor:
             for ph in group.pharmacies:
                 pha = pharmacy_value(ph)
                 patient_key: tuple | None = None
-                patient = None
+                pat: list[str] = []
                 for row in self._rows(session, ph.id):
                     fill_id, version, state, reported, compound, fill_number = row[:6]
                     self._active.add(ph.id)
@@ -637,7 +648,7 @@ class Extractor:
                         continue
                     key = row[_PAT]
                     if key != patient_key:
-                        patient, patient_key = patient_value(key), key
+                        pat, patient_key = self._pat_elements(key), key
                     pre_key = row[_PRE]
                     prescriber = prescribers.get(pre_key)
                     if prescriber is None:
@@ -648,10 +659,8 @@ class Extractor:
                     if writer is None:
                         name, when = self._name(group)
                         writer = asap_writer.AsapWriter(buf, self._header(name, when))
-                    fill = dispensation_value(
-                        row[_DSP], status, fill_number, prescriber, ingredients
-                    )
-                    writer.add(pha, patient, fill)
+                    dsp = self._dsp_elements((*row[_DSP], status, fill_number_code(fill_number)))
+                    writer.add_encoded(pha, pat, dsp, prescriber, ingredients)
                     pending.add(fill_id, version, status, row[_DATE_FILLED], ph.id)
         if writer is None:
             return _Built(group, name, None, pending, [], open_rejects)
@@ -778,25 +787,24 @@ class Extractor:
             )
         )
         conn = s.connection()
-        if conn.dialect.name == "postgresql":  # COPY: a national day is a million rows
+        columns = "submission_records (submission_id, fill_id, reporting_status, fill_version)"
+        dialect = conn.dialect.name
+        if dialect in ("postgresql", "sqlite"):
             cursor = conn.connection.dbapi_connection.cursor()
-            with cursor.copy(
-                "COPY submission_records (submission_id, fill_id, reporting_status, fill_version)"
-                " FROM STDIN"
-            ) as copy:
-                for row in rows:
-                    copy.write_row(row)
+            try:
+                if dialect == "postgresql":  # COPY: a national day is a million rows
+                    with cursor.copy(f"COPY {columns} FROM STDIN") as copy:
+                        for row in rows:
+                            copy.write_row(row)
+                else:  # plain tuples in one executemany: no per-row dicts
+                    cursor.executemany(f"INSERT INTO {columns} VALUES (?, ?, ?, ?)", rows)
+            finally:
+                cursor.close()
             return
-        table = SubmissionRecord.__table__
         names = ("submission_id", "fill_id", "reporting_status", "fill_version")
-        batch: list[dict] = []
-        for row in rows:
-            batch.append(dict(zip(names, row, strict=True)))
-            if len(batch) >= 5000:
-                conn.execute(insert(table), batch)
-                batch = []
-        if batch:
-            conn.execute(insert(table), batch)
+        conn.execute(
+            insert(SubmissionRecord.__table__), [dict(zip(names, r, strict=True)) for r in rows]
+        )
 
     def _drop(self, s: Session, dropped: list[tuple[int, int]]) -> None:
         """Reversed before ever reported: nothing for the state, off the queue."""

@@ -53,7 +53,11 @@ class AsapWriter:
         self.pharmacies = 0
         self._pha_dea: str | None = None
         self._pha_segments = 0
-        self._patient: Patient | None = None
+        self._open_pat: list[str] | None = None  # PAT elements open in this pharmacy
+        self._patient: Patient | None = None  # last patient `add` encoded, and its elements
+        self._patient_elements: list[str] = []
+        self._prescriber: Prescriber | None = None  # likewise for PRE
+        self._prescriber_elements: list[str] = []
         self._seen_dea: set[str] = set()
         self._closed = False
         self._emit(encode(self._table, "TH", header))
@@ -82,35 +86,59 @@ class AsapWriter:
         self._seen_dea.add(pharmacy.dea)
         self._pha_dea = pharmacy.dea
         self._pha_segments = 0
-        self._patient = None
+        self._open_pat = None
         self.pharmacies += 1
         self._emit(encode(self._table, "PHA", pharmacy))
 
     def _end_pharmacy(self) -> None:
         if self._pha_dea is None:
             return
-        if self._patient is None:
+        if self._open_pat is None:
             raise AsapError(f"pharmacy {self._pha_dea} has no records")
         self._emit(["TP", str(self._pha_segments + 1)])
         self._pha_dea = None
-        self._patient = None
+        self._open_pat = None
 
     def add(self, pharmacy: Pharmacy, patient: Patient, fill: Dispensation) -> None:
         """Append one fill; opens a PHA / PAT when the pharmacy DEA / patient changes."""
+        t = self._table
+        if patient != self._patient:
+            self._patient = patient
+            self._patient_elements = encode(t, "PAT", patient)
+        pat, dsp = self._patient_elements, encode(t, "DSP", fill)
+        self.add_encoded(pharmacy, pat, dsp, fill.prescriber, fill.ingredients, fill.additional)
+
+    def add_encoded(
+        self,
+        pharmacy: Pharmacy,
+        pat: list[str],
+        dsp: list[str],
+        prescriber: Prescriber | None = None,
+        ingredients: tuple[Ingredient, ...] = (),
+        additional: AdditionalInfo | None = None,
+    ) -> None:
+        """`add` with PAT and DSP already encoded (the extract encodes database rows).
+
+        A PAT opens when `pat` is not the very list of the previous record, so
+        pass the same list for every fill of one patient.
+        """
         if self._pha_dea != pharmacy.dea:
             self.begin_pharmacy(pharmacy)
-        if patient != self._patient:
-            self._emit(encode(self._table, "PAT", patient))
-            self._patient = patient
+        if pat is not self._open_pat:
+            self._emit(pat)
+            self._open_pat = pat
         t = self._table
-        self._emit(encode(t, "DSP", fill))
+        self._emit(dsp)
         self.records += 1
-        if fill.prescriber is not None:
-            self._emit(encode(t, "PRE", fill.prescriber))
-        for ing in fill.ingredients:
+        if prescriber is not None:
+            if prescriber is not self._prescriber:
+                self._prescriber = prescriber
+                self._prescriber_elements = encode(t, "PRE", prescriber)
+            self._emit(self._prescriber_elements)
+        for ing in ingredients:
             self._emit(encode(t, "CDI", ing))
-        if fill.additional is not None:
-            self._emit(encode(t, "AIR", fill.additional))
+        if additional is not None:
+            self._emit(encode(t, "AIR", additional))
 
     def add_record(self, record: Record) -> None:
         self.add(record.pharmacy, record.patient, record.fill)
@@ -120,7 +148,7 @@ class AsapWriter:
         for pg in group.patients:
             if not pg.fills:
                 raise AsapError("a patient group has no fills")
-            self._patient = None  # a new PatientGroup always opens a PAT
+            self._open_pat = None  # a new PatientGroup always opens a PAT
             for fill in pg.fills:
                 self.add(group.pharmacy, pg.patient, fill)
 

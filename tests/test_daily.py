@@ -263,3 +263,36 @@ def test_file_name_parts_are_ascii_letters_and_digits_only(value):
             file_name(*parts[:2], when, parts[2])
     assert not file_name_part_ok(value)  # the pharmacy registry asks file_name, so it follows
     assert file_name("fp1234563", "Z9", when) == "PMP_KY_fp1234563_Z9_20250115083000.dat"
+
+
+@pytest.mark.parametrize("version", ["4.1", "4.2A"])
+def test_rows_encode_as_the_values_they_would_build(version):
+    """The extract encodes rows straight to elements: the same strings as the values give."""
+    from decimal import Decimal
+
+    from extract import daily
+    from extract.asap import table
+    from extract.asap.codec import encode, row_encoder
+    from extract.records import Dispensation, Patient
+
+    t = table(version)
+    dsp = row_encoder(t, "DSP", (*daily._DSP_NAMES, "status", "fill_number"), Dispensation())
+    pat = row_encoder(t, "PAT", daily._PAT_NAMES, Patient())
+    day = dt.date(2025, 1, 14)
+    blocks = [
+        ("RX1", day, "2", day, "01", "00406052362", Decimal("30.50"), "15", "", "", "", "", "01"),
+        ("RX2", None, "", day, "06", None, Decimal("7"), "", "01", "5", "P", "1234567893", ""),
+        ("", None, "", None, "", "", None, "", "", "", "", "", ""),
+    ]
+    for block in blocks:
+        for status, number in (("00", 0), ("02", 12)):
+            pre = daily.prescriber_value(("",) * 4)
+            want = daily.dispensation_value(block, status, number, pre)
+            assert dsp((*block, status, daily.fill_number_code(number))) == encode(t, "DSP", want)
+    people = [
+        ("KY", "06", "K1", "DOE", "JANE", "", "1 ELM", "", "LEX", "KY", "40507", "", day, "F")
+        + ("01", ""),
+        ("",) * 12 + (None,) + ("",) * 3,
+    ]
+    for values in people:
+        assert pat(values) == encode(t, "PAT", daily.patient_value(values))

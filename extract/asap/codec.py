@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from datetime import date, datetime, time
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any
 
 from extract.asap import (
@@ -21,6 +22,7 @@ from extract.asap import (
     KIND_DATE,
     KIND_DECIMAL,
     KIND_TIME,
+    Element,
     Table,
 )
 
@@ -275,11 +277,84 @@ def _dec(kind: str, s: str) -> Any:
 
 def encode(table: Table, seg: str, obj: Any) -> list[str]:
     """Element strings of one segment (index 0 = segment ID), trailing empties trimmed."""
-    out = [seg]
-    out.extend(_enc(e.kind, getattr(obj, e.field)) for e in table.segments[seg])
+    key = (id(table), seg)
+    enc = _ENCODERS.get(key)
+    if enc is None:
+        enc = _encoder(seg, table.segments[seg])
+        _ENCODERS[key] = enc
+        _TABLES.append(table)  # keeps the id() in the key from being reused
+    out = enc(obj)
     while len(out) > 1 and out[-1] == "":
         out.pop()
     return out
+
+
+_ENCODERS: dict[tuple[int, str], Any] = {}
+_TABLES: list[Table] = []
+_TYPED = (KIND_DATE, KIND_TIME, KIND_DECIMAL)
+
+
+def _encoder(seg: str, elements: tuple[Element, ...]) -> Any:
+    """One segment's encoder compiled from its elements (the writer's hot path).
+
+    All values are read in one `attrgetter` call; only typed elements (dates,
+    times, decimals) are converted one by one. Text elements are already str
+    in the value classes; anything else (None, a number) takes the general
+    path, element by element, so the result is always what `_enc` gives.
+    """
+    names = [e.field for e in elements]
+    get = attrgetter(*names) if len(names) > 1 else (lambda o: (getattr(o, names[0]),))
+    typed = tuple((i, e.kind) for i, e in enumerate(elements, 1) if e.kind in _TYPED)
+    kinds = tuple(e.kind for e in elements)
+
+    def enc(obj: Any) -> list[str]:
+        vals = get(obj)
+        out = [seg, *vals]
+        for i, kind in typed:
+            out[i] = _enc(kind, out[i])
+        try:
+            "".join(out)  # every element a str (C speed)
+        except TypeError:
+            out = [seg, *(_enc(k, v) for k, v in zip(kinds, vals, strict=True))]
+        return out
+
+    return enc
+
+
+def row_encoder(table: Table, seg: str, names: tuple[str, ...], defaults: Any) -> Any:
+    """Elements of `seg` straight from a tuple of values named `names` (value class fields).
+
+    Fields not in `names` take their value from `defaults` (an instance of the
+    value class). The result equals `encode` of the value the tuple would
+    build, without building it: the extract encodes database rows this way.
+    Values are str (text), date / Decimal (typed) or None (empty).
+    """
+    where = {name: i for i, name in enumerate(names)}
+    template = [seg]
+    copy: list[tuple[int, int]] = []
+    typed: list[tuple[int, str]] = []
+    for pos, e in enumerate(table.segments[seg], 1):
+        if e.field in where:
+            template.append("")
+            copy.append((pos, where[e.field]))
+            if e.kind in _TYPED:
+                typed.append((pos, e.kind))
+        else:
+            template.append(_enc(e.kind, getattr(defaults, e.field)))
+
+    def enc(values: tuple) -> list[str]:
+        out = template.copy()
+        for i, j in copy:
+            out[i] = values[j]
+        for i, kind in typed:
+            out[i] = _enc(kind, out[i])
+        if None in out:
+            out = ["" if v is None else v for v in out]
+        while len(out) > 1 and out[-1] == "":
+            out.pop()
+        return out
+
+    return enc
 
 
 def join(elements: list[str], sep: str, term: str, where: int | None = None) -> str:
