@@ -214,7 +214,7 @@ def test_report_lifecycle_new_revise_void(db_session):
     # written but not delivered: a re-run of the extract does not take it again
     assert list(fills_to_report(db_session, [pharmacy.id])) == []
     first.state = "uploaded"
-    assert mark_fills_reported(db_session, first) == 1
+    assert mark_fills_reported(db_session, first.id) == 1
     assert not fill.needs_report and fill.reported_status == "00"
     assert fill.last_submission_id == first.id
 
@@ -224,7 +224,7 @@ def test_report_lifecycle_new_revise_void(db_session):
     # revised again while the file is in flight: stays queued after delivery
     revise_fill(db_session, fill, {"days_supply": 10})
     second.state = "uploaded"
-    mark_fills_reported(db_session, second)
+    mark_fills_reported(db_session, second.id)
     assert fill.reported_status == "01" and fill.needs_report
 
     void_fill(db_session, fill)
@@ -236,9 +236,32 @@ def test_report_lifecycle_new_revise_void(db_session):
     ).scalars()
     assert list(rows) == ["02"]
     third.state = "uploaded"
-    mark_fills_reported(db_session, third)
+    mark_fills_reported(db_session, third.id)
     assert not fill.needs_report and fill.reporting_status is None
     db_session.commit()
+
+
+def test_void_while_the_00_is_in_flight_goes_out_as_02(db_session):
+    # The reversal arrives while the file carrying the fill's 00 is uploading:
+    # nothing is held yet, so the void dequeues the fill; once the file is on
+    # the server the state holds the 00, and the 02 must follow.
+    pharmacy = add_pharmacy(db_session)
+    fill = capture(db_session, pharmacy.id)
+    db_session.flush()
+    uploading = _deliver(db_session, pharmacy, "f1")
+    void_fill(db_session, fill)
+    assert not fill.needs_report and fill.reporting_status is None
+    db_session.commit()
+    uploading.state = "uploaded"
+    assert mark_fills_reported(db_session, uploading.id) == 1
+    db_session.commit()
+    assert (fill.reported_status, fill.needs_report, fill.reporting_status) == ("00", True, "02")
+    assert [f.id for f in fills_to_report(db_session, [pharmacy.id])] == [fill.id]
+    void_file = _deliver(db_session, pharmacy, "f2")
+    void_file.state = "uploaded"
+    assert mark_fills_reported(db_session, void_file.id) == 1
+    assert (fill.reported_status, fill.needs_report, fill.reporting_status) == ("02", False, None)
+    assert list(fills_to_report(db_session, [pharmacy.id])) == []
 
 
 def test_revise_cannot_move_the_key(db_session):

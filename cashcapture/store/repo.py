@@ -25,6 +25,7 @@ from sqlalchemy import (
     Connection,
     Table,
     bindparam,
+    case,
     delete,
     exists,
     insert,
@@ -681,25 +682,38 @@ def add_record(session: Session, submission: Submission, fill: Fill) -> Submissi
 
 
 def mark_fills_reported(
-    session: Session, submission: Submission, at: dt.datetime | None = None
+    session: Session, submission_id: int, at: dt.datetime | None = None
 ) -> int:
     """After the file is on the server: record what the state now holds. Returns the count.
 
-    A fill changed since the file was written keeps ``needs_report`` and goes
-    out again (as 01 or 02) in the next file.
+    One UPDATE for the whole file. A fill changed while its file was in flight
+    stays queued: revised, it needs a 01; voided after a 00 or 01 went, it
+    needs the 02 (the state now holds the record, although nothing was held
+    when the reversal arrived and `void_fill` dequeued it). Fills of this
+    session are expired, so they read the new values.
     """
-    at = at or utcnow()
-    stmt = (
-        select(SubmissionRecord, Fill)
-        .join(Fill, Fill.id == SubmissionRecord.fill_id)
-        .where(SubmissionRecord.submission_id == submission.id)
+    rec = select(SubmissionRecord).where(
+        SubmissionRecord.submission_id == submission_id, SubmissionRecord.fill_id == Fill.id
     )
-    count = 0
-    for record, fill in session.execute(stmt):
-        fill.reported_status = record.reporting_status
-        fill.reported_at = at
-        fill.last_submission_id = submission.id
-        if fill.version == record.fill_version:
-            fill.needs_report = False
-        count += 1
-    return count
+    status = rec.with_only_columns(SubmissionRecord.reporting_status).scalar_subquery()
+    version = rec.with_only_columns(SubmissionRecord.fill_version).scalar_subquery()
+    still_needed = case(
+        (Fill.version == version, False),
+        (Fill.state == "voided", status.in_((NEW_RECORD, REVISED_RECORD))),
+        else_=True,
+    )
+    result = session.execute(
+        update(Fill)
+        .where(exists(rec))
+        .values(
+            reported_status=status,
+            reported_at=at or utcnow(),
+            last_submission_id=submission_id,
+            needs_report=still_needed,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, Fill):
+            session.expire(obj)
+    return result.rowcount
