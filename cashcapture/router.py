@@ -29,9 +29,7 @@ from ncpdp.header import LENGTHS, parse_header
 from . import adjudicate, capture, logs
 from .config import Config, PayerRoute
 from .metrics import Metrics
-from .store import GroupCommitter, find_pharmacy
-from .store.groupcommit import BatchUnit
-from .store.repo import FillKey, FillRow, Ref, Writes
+from .store import BatchUnit, FillKey, FillRow, GroupCommitter, Ref, Writes, find_pharmacy
 from .store.types import utcnow
 from .upstream import Payer, UpstreamError
 

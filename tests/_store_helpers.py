@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from cashcapture.store import Pharmacy, claim_hash, insert_fill, record_claim
+from cashcapture.store import GroupCommitter, Pharmacy, claim_hash, insert_fill, record_claim
 
 
 def add_pharmacy(session: Session, dea: str = "FP1234563", **kw: Any) -> Pharmacy:
@@ -60,3 +61,11 @@ def capture(session: Session, pharmacy_id: int, rx: str = "1000001", **kw: Any):
         content_hash=claim_hash(request),
     )
     return insert_fill(session, fill_fields(pharmacy_id, rx, **kw), claim=claim)
+
+
+def hold_committer(committer: GroupCommitter) -> threading.Event:
+    """Block the committer thread so the next submissions queue into one batch; set to go on."""
+    gate, running = threading.Event(), threading.Event()
+    committer.submit(lambda session: (running.set(), gate.wait(30)))
+    assert running.wait(30)
+    return gate

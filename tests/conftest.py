@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 import psycopg
 import pytest
+from _store_helpers import add_pharmacy
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
@@ -65,3 +66,12 @@ def db_engine(migrated_db_url: str) -> Iterator[Engine]:
 def db_session(db_engine: Engine) -> Iterator[Session]:
     with session_factory(db_engine)() as session:
         yield session
+
+
+@pytest.fixture
+def pharmacy_id(db_engine: Engine) -> int:
+    """Id of one registered pharmacy, committed (group commit tests write from other threads)."""
+    with session_factory(db_engine)() as session:
+        pid = add_pharmacy(session).id
+        session.commit()
+    return pid

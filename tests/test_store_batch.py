@@ -12,37 +12,29 @@ import threading
 from decimal import Decimal
 
 import pytest
-from _store_helpers import add_pharmacy, capture, fill_fields
+from _store_helpers import add_pharmacy, capture, fill_fields, hold_committer
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from test_store_groupcommit import _hold  # holds the committer so units queue into one batch
 
 from cashcapture.store import (
+    BatchUnit,
     Claim,
     Fill,
     FillIngredient,
     GroupCommitter,
+    Writes,
     find_fill,
     insert_fill,
     session_factory,
     writer_engine,
 )
-from cashcapture.store.groupcommit import BatchUnit
-from cashcapture.store.repo import StaleFill, Writes, find_fills, write_batch
+from cashcapture.store.repo import StaleFill, find_fills, write_batch  # internal: tested directly
 
 DOS = dt.date(2024, 3, 4)
 INGREDIENTS = [
     {"sequence": 1, "ndc": "00406052362", "quantity": Decimal("1.5")},
     {"sequence": 2, "ndc": "00000000001", "quantity": Decimal("98.5"), "dosage_units": "03"},
 ]
-
-
-@pytest.fixture
-def pharmacy_id(db_engine) -> int:
-    with session_factory(db_engine)() as session:
-        pid = add_pharmacy(session).id
-        session.commit()
-    return pid
 
 
 def _write(engine, *writes: Writes) -> None:
@@ -284,7 +276,7 @@ def test_batch_units_commit_together_and_answer_after_commit(db_engine, pharmacy
             seen.append(other.get(Claim, unit.claim.id) is not None)
 
     with GroupCommitter(db_engine) as committer:
-        gate = _hold(committer)
+        gate = hold_committer(committer)
         futures = [committer.submit(u) for u in units]
         assert not any(f.done() for f in futures)
         for f, u in zip(futures, units, strict=True):
@@ -299,7 +291,7 @@ def test_batch_units_commit_together_and_answer_after_commit(db_engine, pharmacy
 def test_same_key_twice_in_a_batch_second_sees_the_first(db_engine, pharmacy_id):
     """Colliding units go in a later round of the same transaction: no doubling, no fallback."""
     with GroupCommitter(db_engine) as committer:
-        gate = _hold(committer)
+        gate = hold_committer(committer)
         a, other, b = (
             committer.submit(Capture(pharmacy_id, rx)) for rx in ("SAME", "OTHER", "SAME")
         )
@@ -313,7 +305,7 @@ def test_same_key_twice_in_a_batch_second_sees_the_first(db_engine, pharmacy_id)
 
 def test_failing_batch_unit_fails_alone_and_writes_nothing(db_engine, pharmacy_id):
     with GroupCommitter(db_engine) as committer:
-        gate = _hold(committer)
+        gate = hold_committer(committer)
         good1 = committer.submit(Capture(pharmacy_id, "G1"))
         broken = committer.submit(Broken(pharmacy_id, "BAD"))
         good2 = committer.submit(Capture(pharmacy_id, "G2"))
@@ -330,7 +322,7 @@ def test_key_won_by_another_writer_falls_back_unit_by_unit(db_engine, pharmacy_i
     """A unique violation (another process inserted the key after our look-up) sinks no one."""
     with GroupCommitter(db_engine) as committer:
         committer.call(Capture(pharmacy_id, "TAKEN"), 30)
-        gate = _hold(committer)
+        gate = hold_committer(committer)
         racer = Capture(pharmacy_id, "TAKEN", blind_once=True)
         futures = [committer.submit(Capture(pharmacy_id, f"N{n}")) for n in range(5)]
         raced = committer.submit(racer)
@@ -380,7 +372,7 @@ def test_two_committers_never_double_a_fill(db_engine, pharmacy_id):
 
 def test_orm_and_batch_units_share_a_batch(db_engine, pharmacy_id):
     with GroupCommitter(db_engine) as committer:
-        gate = _hold(committer)
+        gate = hold_committer(committer)
         orm = committer.submit(lambda s: capture(s, pharmacy_id, rx="ORM").rx_number)
         batch = committer.submit(Capture(pharmacy_id, "BATCH"))
         gate.set()
@@ -397,7 +389,7 @@ def test_run_times_out_and_a_unit_not_started_never_runs(db_engine, pharmacy_id)
         return await committer.run(Capture(pharmacy_id, "ON TIME"), timeout=30)
 
     with GroupCommitter(db_engine) as committer:
-        gate = _hold(committer)
+        gate = hold_committer(committer)
         threading.Timer(1.0, gate.set).start()
         assert asyncio.run(late(committer)) == "inserted"
     assert unit.runs == 0

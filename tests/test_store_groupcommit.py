@@ -3,34 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import pytest
-from _store_helpers import add_pharmacy, capture
+from _store_helpers import capture, hold_committer
 from sqlalchemy import event, func, select
 
 from cashcapture.store import Claim, DuplicateFill, Fill, GroupCommitter, session_factory
 
 
-@pytest.fixture
-def pharmacy_id(db_engine) -> int:
-    with session_factory(db_engine)() as session:
-        pid = add_pharmacy(session).id
-        session.commit()
-    return pid
-
-
 def _count(engine, model) -> int:
     with session_factory(engine)() as session:
         return session.scalar(select(func.count(model.id)))
-
-
-def _hold(committer: GroupCommitter) -> threading.Event:
-    """Block the committer thread so the next submissions queue into one batch."""
-    gate, running = threading.Event(), threading.Event()
-    committer.submit(lambda session: (running.set(), gate.wait(30)))
-    assert running.wait(30)
-    return gate
 
 
 def test_results_arrive_only_after_commit(db_engine, pharmacy_id):
@@ -43,7 +26,7 @@ def test_results_arrive_only_after_commit(db_engine, pharmacy_id):
             seen.append(other.get(Fill, fill_id) is not None)
 
     with GroupCommitter(db_engine) as committer:
-        gate = _hold(committer)
+        gate = hold_committer(committer)
         futures = []
         for n in range(20):
             unit = lambda s, n=n: (f := capture(s, pharmacy_id, rx=f"RX{n}"), s.flush(), f.id)[2]  # noqa: E731
@@ -65,7 +48,7 @@ def test_failing_unit_fails_alone(db_engine, pharmacy_id):
         raise RuntimeError("adjudication bug")
 
     with GroupCommitter(db_engine) as committer:
-        gate = _hold(committer)
+        gate = hold_committer(committer)
         good1 = committer.submit(lambda s: capture(s, pharmacy_id, rx="G1") and "g1")
         broken = committer.submit(bad)
         good2 = committer.submit(lambda s: capture(s, pharmacy_id, rx="G2") and "g2")
@@ -80,7 +63,7 @@ def test_failing_unit_fails_alone(db_engine, pharmacy_id):
 
 def test_duplicate_in_one_batch_gets_duplicate_fill(db_engine, pharmacy_id):
     with GroupCommitter(db_engine) as committer:
-        gate = _hold(committer)
+        gate = hold_committer(committer)
         a = committer.submit(lambda s: capture(s, pharmacy_id, rx="SAME").rx_number)
         b = committer.submit(lambda s: capture(s, pharmacy_id, rx="SAME").rx_number)
         gate.set()
@@ -99,7 +82,7 @@ def test_commit_failure_reaches_every_waiter(db_engine, pharmacy_id):
         capture(session, pharmacy_id, rx="P")
 
     with GroupCommitter(db_engine) as committer:
-        gate = _hold(committer)
+        gate = hold_committer(committer)
         futures = [
             committer.submit(lambda s, n=n: capture(s, pharmacy_id, rx=f"C{n}")) for n in range(3)
         ]

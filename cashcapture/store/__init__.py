@@ -1,7 +1,16 @@
-"""The capture store: models, engines, migrations, repository functions, group commit."""
+"""The capture store: models, engines, migrations, repository functions, group commit.
+
+Public here: what callers use, including the `BatchUnit` contract (a unit
+gets the `FillRow`s found for its `FillKey`s and notes its rows in a
+`Writes`, whose methods return `Ref`s). The machinery behind group commit
+(`repo.find_fills`, `repo.write_batch`, `repo.insert_many`, `repo.StaleFill`,
+`engine.WriterLock`) is internal on purpose: only the committer calls it, in
+the transaction and lock it holds; tests and benchmarks import it from the
+submodules.
+"""
 
 from .engine import DEFAULT_URL, ENV_VAR, make_engine, resolve_url, session_factory, writer_engine
-from .groupcommit import GroupCommitter
+from .groupcommit import BatchUnit, GroupCommitter
 from .migrate import upgrade
 from .models import (
     Base,
@@ -15,6 +24,10 @@ from .models import (
 )
 from .repo import (
     DuplicateFill,
+    FillKey,
+    FillRow,
+    Ref,
+    Writes,
     add_record,
     answer_claim,
     claim_hash,
@@ -33,16 +46,21 @@ from .repo import (
 __all__ = [
     "DEFAULT_URL",
     "ENV_VAR",
+    "BatchUnit",
     "Base",
     "Claim",
     "DuplicateFill",
     "Fill",
     "FillIngredient",
+    "FillKey",
+    "FillRow",
     "GroupCommitter",
     "Pharmacy",
     "RecordReject",
+    "Ref",
     "Submission",
     "SubmissionRecord",
+    "Writes",
     "add_record",
     "answer_claim",
     "claim_hash",

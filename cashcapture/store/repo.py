@@ -681,9 +681,7 @@ def add_record(session: Session, submission: Submission, fill: Fill) -> Submissi
     return record
 
 
-def mark_fills_reported(
-    session: Session, submission_id: int, at: dt.datetime | None = None
-) -> int:
+def mark_fills_reported(session: Session, submission_id: int, at: dt.datetime | None = None) -> int:
     """After the file is on the server: record what the state now holds. Returns the count.
 
     One UPDATE for the whole file. A fill changed while its file was in flight
