@@ -13,13 +13,15 @@ Problem messages name fields, never their values: values are patient data.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from ncpdp import typed
+from ncpdp import Segment, typed
 from ncpdp.dictionary import FIELDS, field_name
+from ncpdp.message import FS
 
 from . import drugs, pharmacies
 
@@ -141,10 +143,12 @@ class Context:
     """What rules may look at besides the raw value."""
 
     date_of_service: dt.date | None
-    values: dict[str, str]  # raw values of this transaction by field code
+    values: Mapping[str, str]  # stripped raw values of this transaction by field code
 
 
+@functools.lru_cache(maxsize=4096)
 def _date(raw: str) -> dt.date:
+    # cached: a claim reads the same dates of service, birth and writing again and again
     try:
         return typed("DE", raw)  # type: ignore[return-value]  # any CCYYMMDD field
     except ValueError:
@@ -342,6 +346,7 @@ _COMPOUND_SKIP = frozenset({"D7"})
 
 
 MISSING = "missing"  # Problem.reason of a field not sent
+_NONE: dict[str, str] = {}
 
 
 def field_id(code: str) -> str:
@@ -371,13 +376,46 @@ class Extracted:
     problems: list[Problem]
 
 
-def segment_values(segments) -> dict[str, str]:
-    """Field code -> stripped raw value (first occurrence) over the given segments."""
-    out: dict[str, str] = {}
+def first_value(segments: Sequence[Segment], code: str) -> str | None:
+    """Stripped raw value of the first field ``code`` over the segments, in order, or None."""
     for seg in segments:
-        for code, raw in seg.fields:
-            out.setdefault(code, raw.strip())
+        raw = seg.get(code)
+        if raw is not None:
+            return raw.strip()
+    return None
+
+
+def wire_values(seg: Segment) -> dict[str, str]:
+    """Field code -> raw value (first occurrence, not stripped) of one segment.
+
+    Read from the wire text in one split (a parsed segment keeps it) instead of
+    a Python loop over every field.
+    """
+    out = {part[:2]: part[2:] for part in reversed(seg.wire().split(FS))}
+    out.pop("", None)  # the text before the first separator
     return out
+
+
+class FirstValues(Mapping[str, str]):
+    """Field code -> stripped raw value (first occurrence), stripped when read."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: dict[str, str]) -> None:
+        self._raw = raw
+
+    def get(self, code: str, default=None):  # type: ignore[override]
+        value = self._raw.get(code)
+        return default if value is None else value.strip()
+
+    def __getitem__(self, code: str) -> str:
+        return self._raw[code].strip()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
 
 
 def ingredients(segments) -> tuple[list[dict[str, object]], list[Problem]]:
@@ -413,23 +451,27 @@ def extract_fill(header_date_of_service: str, segments, *, required: bool = True
     required fields become problems; otherwise they are simply left empty.
     """
     segments = list(segments)
-    by_seg: dict[str, dict[str, str]] = {}
-    for seg in segments:
-        vals = by_seg.setdefault(seg.id, {})
-        for code, raw in seg.fields:
-            vals.setdefault(code, raw.strip())
-    claim_vals = by_seg.get("07", {})
+    by_seg: dict[str, dict[str, str]] = {}  # per segment id
+    merged: dict[str, str] = {}  # over all segments
+    for seg in reversed(segments):  # the first segment's values win
+        vals = wire_values(seg)
+        merged.update(vals)
+        held = by_seg.get(seg.id)
+        by_seg[seg.id] = vals if held is None else {**held, **vals}
     dos_raw = header_date_of_service.strip()
     try:
         dos: dt.date | None = _date(dos_raw)
     except Invalid:
         dos = None
-    ctx = Context(dos, segment_values(segments))
-    compound = claim_vals.get("D6") == COMPOUND_CODE
+    ctx = Context(dos, FirstValues(merged))
+    compound = (by_seg.get("07", {}).get("D6") or "").strip() == COMPOUND_CODE
     values: dict[str, object] = {}
     problems: list[Problem] = []
     for row in FIELD_MAP:
-        raw = dos_raw if row.segment == HEADER else by_seg.get(row.segment, {}).get(row.code, "")
+        if row.segment == HEADER:
+            raw = dos_raw
+        else:
+            raw = by_seg.get(row.segment, _NONE).get(row.code, "").strip()
         if compound and row.code in _COMPOUND_SKIP:
             raw = raw or "0"
         if not raw:
@@ -437,7 +479,10 @@ def extract_fill(header_date_of_service: str, segments, *, required: bool = True
                 problems.append(Problem(row.reject, row.code, MISSING))
             continue
         try:
-            value = RULES[row.rule](raw, ctx)
+            if row.segment == HEADER and row.rule == "date_of_service" and dos is not None:
+                value: object = dos  # read once above
+            else:
+                value = RULES[row.rule](raw, ctx)
         except Invalid as exc:  # optional fields' rules never raise
             if required:
                 problems.append(Problem(exc.reject or row.reject, row.code, exc.reason))
@@ -463,8 +508,8 @@ def extract_fill(header_date_of_service: str, segments, *, required: bool = True
 
 def product_ndcs(segments) -> list[str]:
     """The NDCs a transaction dispenses: its product, or its compound ingredients."""
-    vals = segment_values(s for s in segments if s.id == "07")
-    if vals.get("D6") == COMPOUND_CODE:
+    claims = [s for s in segments if s.id == "07"]
+    if first_value(claims, "D6") == COMPOUND_CODE:
         out = []
         for seg in segments:
             if seg.id == "10":
@@ -474,9 +519,10 @@ def product_ndcs(segments) -> list[str]:
                     except Invalid:
                         continue
         return out
-    if vals.get("E1", NDC_QUALIFIER) != NDC_QUALIFIER:
+    qualifier = first_value(claims, "E1")
+    if (NDC_QUALIFIER if qualifier is None else qualifier) != NDC_QUALIFIER:
         return []
     try:
-        return [normalize_ndc(vals.get("D7", ""))]
+        return [normalize_ndc(first_value(claims, "D7") or "")]
     except Invalid:
         return []
