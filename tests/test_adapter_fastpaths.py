@@ -81,10 +81,13 @@ def test_extract_fill_repeated_segment_ids_first_value_wins():
     assert ex.values["days_supply"] == int(days)
     assert ex.values["fill_number"] == int(claim.get("D3"))
     # a field of the message-level segments that an earlier segment also carries
-    early = Segment("07", [*first.fields, ("CX", "02"), ("D5", days)])
+    patient = ncpdp.find(req.segments, "01")
+    assert patient.get("CX") == "02"  # a state ID: PAT01 names the patient's state
+    ex = capture.extract_fill(req.header.date_of_service, [first, second, *rest])
+    assert ex.values["patient_id_jurisdiction"] == patient.get("CO")
+    early = Segment("07", [*first.fields, ("CX", "01"), ("D5", days)])  # SSN, read first
     ex = capture.extract_fill(req.header.date_of_service, [early, *rest])
-    patient_state = ncpdp.find(req.segments, "01").get("CO")
-    assert ex.values["patient_id_jurisdiction"] == patient_state  # CX 02 read from 07
+    assert "patient_id_jurisdiction" not in ex.values
 
 
 def test_date_cache_returns_dates_and_refuses_bad_ones_every_time():
@@ -93,3 +96,124 @@ def test_date_cache_returns_dates_and_refuses_bad_ones_every_time():
     for _ in range(2):
         with pytest.raises(capture.Invalid):
             capture._date("20241315")
+
+
+# --- logs: lines straight to the handler, written once per turn of the loop -----
+
+
+@pytest.fixture
+def log_stream():
+    import io
+    import logging
+
+    from cashcapture import logs
+
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level, logs._handler)
+    stream = io.StringIO()
+    logs.setup("INFO", stream)
+    yield stream
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    for h in saved[0]:
+        root.addHandler(h)
+    root.setLevel(saved[1])
+    logs._handler = saved[2]
+
+
+def _only_setup_handler() -> None:
+    """pytest adds its capturing handler to the root for each test: take it off."""
+    import logging
+
+    from cashcapture import logs
+
+    logging.getLogger().handlers[:] = [logs._handler]
+
+
+def _lines(stream) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_log_event_direct_line_equals_the_record_path(log_stream):
+    import logging
+
+    from cashcapture import logs
+
+    _only_setup_handler()
+    log = logging.getLogger("cashcapture.test_fastpaths")
+    assert logs._direct(log, logging.INFO) is logs._handler
+    fields = dict(claim_id=7, pharmacy="1234567893", status="P", reject_codes=None,
+                  latency_ms=1.5, patient_last_name="HOLLOWAY", captured=1)
+    logs.event(log, "claim", **fields)  # direct: only setup's handler would see it
+    log.addFilter(lambda record: True)  # a filter: the record path
+    try:
+        assert logs._direct(log, logging.INFO) is None
+        logs.event(log, "claim", **fields)
+    finally:
+        log.filters.clear()
+    logs.event(log, "claim", logging.DEBUG, **fields)  # below the level: nothing
+    direct, recorded = _lines(log_stream)
+    assert direct.pop("ts") <= recorded.pop("ts")
+    assert direct == recorded == {
+        "level": "info", "logger": "cashcapture.test_fastpaths", "event": "claim",
+        "claim_id": 7, "pharmacy": "1234567893", "status": "P", "latency_ms": 1.5, "captured": 1,
+    }
+
+
+def test_log_lines_of_one_loop_turn_written_together_in_order(log_stream):
+    import asyncio
+    import logging
+    import threading
+
+    from cashcapture import logs
+
+    _only_setup_handler()
+    log = logging.getLogger("cashcapture.test_fastpaths")
+    assert logs._direct(log, logging.INFO) is logs._handler
+    writes: list[str] = []
+    write = log_stream.write
+    log_stream.write = lambda text: writes.append(text) or write(text)  # type: ignore[method-assign]
+
+    async def main() -> list[str]:
+        for i in range(3):
+            logs.event(log, "claim", claim_id=i)
+        held = log_stream.getvalue()
+        # a line from a thread without a loop goes out at once, after those held
+        t = threading.Thread(target=lambda: log.warning("from_thread"))
+        t.start()
+        t.join()
+        logs.event(log, "claim", claim_id=3)
+        await asyncio.sleep(0)
+        return [held]
+
+    (held,) = asyncio.run(main())
+    assert held == ""  # nothing written within the turn
+    assert [d["event"] for d in _lines(log_stream)] == ["claim"] * 3 + ["from_thread", "claim"]
+    assert [d.get("claim_id") for d in _lines(log_stream)] == [0, 1, 2, None, 3]
+    # three lines held, written with the thread's; then the last one on the next turn
+    assert len(writes) == 2
+
+
+def test_log_lines_held_at_exit_are_written(tmp_path):
+    import subprocess
+    import sys
+
+    script = (
+        "import asyncio, logging, sys\n"
+        "from cashcapture import logs\n"
+        "logs.setup('INFO', sys.stdout)\n"
+        "log = logging.getLogger('cashcapture.exit')\n"
+        "loop = asyncio.new_event_loop()\n"
+        "def last():\n"
+        "    for i in range(500): logs.event(log, 'claim', claim_id=i)\n"
+        "    loop.stop()\n"  # the loop ends before the turn that would write them
+        "loop.call_soon(last)\n"
+        "loop.run_forever()\n"
+        "loop.close()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert [line.count('"claim_id"') for line in out.splitlines()] == [1] * 500
+    assert out.splitlines()[-1].endswith('"claim_id":499}')
