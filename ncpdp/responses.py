@@ -60,7 +60,17 @@ class Pricing:
             ("F9", self.total_amount_paid),
             ("FM", self.basis_of_reimbursement),
         )
-        return Segment("23", [(c, wire(c, v)) for c, v in values if v is not None])
+        return Segment("23", [(c, _money_wire(c, v)) for c, v in values if v is not None])
+
+
+def _money_wire(code: str, value: Decimal | int) -> str:
+    """`wire`, with the zeros a cash answer repeats on every claim read from a table."""
+    if type(value) is Decimal and value.is_zero():
+        return _ZERO_WIRE[code]
+    return wire(code, value)
+
+
+_ZERO_WIRE = {c: wire(c, Decimal(0)) for c in ("F5", "F6", "F7", "FI", "F9")}
 
 
 @dataclass(frozen=True)

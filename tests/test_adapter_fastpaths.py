@@ -217,3 +217,17 @@ def test_log_lines_held_at_exit_are_written(tmp_path):
                          timeout=60, check=True).stdout
     assert [line.count('"claim_id"') for line in out.splitlines()] == [1] * 500
     assert out.splitlines()[-1].endswith('"claim_id":499}')
+
+
+def test_pricing_zero_amounts_from_the_table_equal_wire():
+    from decimal import Decimal
+
+    from ncpdp.responses import Pricing
+
+    for gross in (Decimal("0"), Decimal("-0.00"), Decimal("0E+3"), Decimal("12.50"), 0, 7):
+        pricing = Pricing(patient_pay=gross, copay=gross, ingredient_cost_paid=Decimal("0.00"))
+        seg = pricing.segment()
+        expected = [(c, ncpdp.wire(c, v)) for c, v in
+                    (("F5", gross), ("F6", 0), ("F7", 0), ("FI", gross), ("F9", 0))]
+        assert seg.fields == expected
+        assert ncpdp.typed("F5", seg.get("F5")) == gross
