@@ -74,6 +74,7 @@ class Config:
     shutdown_grace: float = 10.0
     log_level: str = "INFO"
     commit_max_batch: int = 256
+    spool: str = ""  # "": beside a SQLite database, else ./cashcapture.spool (spool.spool_path)
 
 
 _ADAPTER_KEYS = {
@@ -87,6 +88,7 @@ _ADAPTER_KEYS = {
     "shutdown_grace": float,
     "log_level": str,
     "commit_max_batch": int,
+    "spool": str,
 }
 
 

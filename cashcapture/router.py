@@ -9,10 +9,16 @@ Routes, from the config: cash (adjudicated here, captured), certification
 (adjudicated here, nothing captured), a payer (forwarded unchanged, the
 payer's answer relayed unchanged, controlled fills it paid captured), and no
 route (reject NN).
+
+An insured answer is relayed even when its capture cannot be committed (the
+payer has paid; the pharmacy must have its answer): a capture that would
+change a controlled fill goes to the spool (`spool.py`) first, synced, and is
+replayed into the store at start and every `SPOOL_REPLAY_EVERY` seconds.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import os
@@ -29,7 +35,17 @@ from ncpdp.header import LENGTHS, parse_header
 from . import adjudicate, capture, logs
 from .config import Config, PayerRoute
 from .metrics import Metrics
-from .store import BatchUnit, FillKey, FillRow, GroupCommitter, Ref, Writes, find_pharmacy
+from .spool import Record, Spool, spool_path
+from .store import (
+    BatchUnit,
+    FillKey,
+    FillRow,
+    GroupCommitter,
+    Ref,
+    Writes,
+    claim_answered_with,
+    find_pharmacy,
+)
 from .store.types import utcnow
 from .upstream import Payer, UpstreamError
 
@@ -42,6 +58,7 @@ NO_ROUTE = "NN"  # Transaction Rejected At Switch Or Intermediary
 PAYER_PAID = frozenset({"P", "C"})  # payer statuses whose fill is captured
 PAYER_APPROVED = frozenset({"A"})  # a reversal the payer accepted voids the fill
 COMMIT_TIMEOUT = 10.0
+SPOOL_REPLAY_EVERY = 30.0  # seconds between looks at the capture spool
 
 
 @dataclass(frozen=True)
@@ -110,10 +127,57 @@ class Router:
         self.auth = AuthNumbers()
         self._pharmacies: dict[str, int] = {}  # provider id -> pharmacy id (hits only)
         self._counted: dict[tuple[str, str], tuple] = {}  # (route, status) -> metric children
+        self.spool = Spool(spool_path(cfg.spool, cfg.db))
+        self.spool_every = SPOOL_REPLAY_EVERY
+        self._replayer: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        """Replay the capture spool, then keep replaying it while the router runs."""
+        await self.replay_spool()
+        self._replayer = asyncio.create_task(self._replay_every())
 
     def close(self) -> None:
+        if self._replayer is not None:
+            self._replayer.cancel()
         for p in self.payers.values():
             p.close()
+
+    # --- the capture spool ------------------------------------------------------
+
+    async def replay_spool(self) -> int:
+        """Commit the spooled captures (each removed once committed); the count replayed."""
+        try:
+            done, _kept = await asyncio.to_thread(self.spool.replay, self._replay)
+        except OSError as exc:
+            logs.event(log, "spool_unreadable", logging.ERROR, error=type(exc).__name__)
+            return 0
+        return done
+
+    async def _replay_every(self) -> None:
+        while True:
+            await asyncio.sleep(self.spool_every)
+            if self.spool.pending():
+                await self.replay_spool()
+
+    def _replay(self, record: Record) -> None:
+        """One spooled answer into the store (a replay thread; raises when not committed)."""
+        request = ncpdp.parse(record.request)
+        if not isinstance(request, Request):
+            raise TypeError("spooled request is not a request")
+        statuses = _payer_statuses(record.response)[1]
+        unit = _Replayed(self, record.request, record.response, request, statuses)
+        unit.received_at = record.received_at
+        self.committer.call(unit, COMMIT_TIMEOUT)
+
+    async def _spool(self, unit: _InsuredCapture) -> str:
+        """Keep a capture the store refused; what the claim's log line says of it."""
+        record = Record(unit.data, unit.answer, unit.received_at)
+        try:
+            await asyncio.to_thread(self.spool.append, record)
+        except OSError as exc:
+            logs.event(log, "capture_lost", logging.ERROR, route=INSURED, error=type(exc).__name__)
+            return "capture lost"
+        return "capture spooled"
 
     # --- entry point ----------------------------------------------------------
 
@@ -250,28 +314,35 @@ class Router:
             response = ncpdp.build(responses.transmission_rejected(request, [exc.reject_code]))
             fields = {"payer": label, "reject_codes": [exc.reject_code], "reason": exc.reason}
             return Reply(response, INSURED, "R"), fields
-        status, captured, claim_id = "?", 0, None
+        captured, claim_id, reason = 0, None, None
+        status, statuses = _payer_statuses(answer)
+        unit = _InsuredCapture(self, data, answer, request, statuses)
         try:
-            parsed = ncpdp.parse(answer)
-        except ncpdp.ParseError:
-            parsed = None
-        statuses: list[str] = []
-        if isinstance(parsed, ncpdp.Response):
-            for txn in parsed.transactions:
-                st = ncpdp.find(txn, "21")
-                statuses.append((st.get("AN") or "?") if st is not None else "?")
-            status = statuses[0] if statuses else parsed.header.header_response_status
-        try:
-            claim, captured = await self._commit(
-                _InsuredCapture(self, data, answer, request, statuses)
-            )
+            claim, captured = await self._commit(unit)
             claim_id = claim.id
         except Exception:
-            # the payer has answered; its answer goes back, the capture is counted lost
+            # the payer has answered: its answer goes back, the capture to the spool first
             log.warning("capture_failed", exc_info=True, extra={"fields": {"route": INSURED}})
             self.metrics.capture_failures.labels(INSURED).inc()
-        fields = {"claim_id": claim_id, "payer": label, "captured": captured}
+            if unit.changes_a_fill():
+                reason = await self._spool(unit)
+        fields = {"claim_id": claim_id, "payer": label, "captured": captured, "reason": reason}
         return Reply(answer, INSURED, status), fields
+
+
+def _payer_statuses(answer: bytes) -> tuple[str, list[str]]:
+    """The payer's status for the log and metrics, and each transaction's (112-AN)."""
+    try:
+        parsed = ncpdp.parse(answer)
+    except ncpdp.ParseError:
+        return "?", []
+    if not isinstance(parsed, ncpdp.Response):
+        return "?", []
+    statuses: list[str] = []
+    for txn in parsed.transactions:
+        st = ncpdp.find(txn, "21")
+        statuses.append((st.get("AN") or "?") if st is not None else "?")
+    return (statuses[0] if statuses else parsed.header.header_response_status), statuses
 
 
 class _Capture(BatchUnit):
@@ -388,6 +459,13 @@ class _InsuredCapture(_Capture):
     def wanted(self) -> list[int]:
         return list(self.schedules)
 
+    def changes_a_fill(self) -> bool:
+        """Whether the payer's verdict captures or voids a controlled fill (what a lost
+        capture would lose)."""
+        code = self.request.header.transaction_code
+        verdicts = PAYER_PAID if code in ("B1", "B3") else PAYER_APPROVED if code == "B2" else ()
+        return any(self.statuses[i] in verdicts for i in self.schedules)
+
     def apply(self, found, writes: Writes) -> tuple[Ref, int]:
         status = self.statuses[0] if self.statuses else "?"
         claim = self.claim(writes, INSURED, self.answer, status)
@@ -417,3 +495,23 @@ class _InsuredCapture(_Capture):
                     writes.void_fill(fill, claim=claim)
                     done += 1
         return claim, done
+
+
+class _Replayed(_InsuredCapture):
+    """A spooled answer: captured unless its claim is stored already (replayed before, or
+    committed after the router gave up waiting), so a replay never doubles a change."""
+
+    stored = False
+
+    def keys(self, session: Session) -> list[FillKey]:
+        self.stored = claim_answered_with(session, self.data, self.answer)
+        return [] if self.stored else super().keys(session)
+
+    def apply(self, found, writes: Writes) -> tuple[Ref | None, int]:
+        # a capture of this batch may have stored it since `keys` looked: its fills say so
+        mine = (self.data, self.answer)
+        if self.stored or any(
+            (f.last_request, f.last_response) == mine for f in self.fills(found) if f is not None
+        ):
+            return None, 0
+        return super().apply(found, writes)

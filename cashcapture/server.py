@@ -138,6 +138,7 @@ class AdapterServer:
         return [s.sockets[0].getsockname()[1] for s in self.servers]
 
     async def start(self) -> None:
+        await self.router.start()  # the capture spool is replayed before the first claim
         for listener in self.cfg.listeners:
             server = await asyncio.start_server(
                 lambda r, w, li=listener: self._accept(li, r, w),

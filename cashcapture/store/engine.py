@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 DEFAULT_URL = "sqlite:///cashcapture.db"
@@ -40,6 +40,17 @@ def make_engine(url: str | None = None, **kwargs) -> Engine:
     engine = create_engine(url, **kwargs)
     _configure_sqlite(engine, wal=not memory)
     return engine
+
+
+def beside_database(url: str | URL, suffix: str) -> Path | None:
+    """``<database file><suffix>`` for a SQLite file database; None for others and in-memory."""
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return None
+    if "mode=memory" in str(parsed):
+        return None
+    return Path(database).with_name(Path(database).name + suffix)
 
 
 def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
@@ -76,12 +87,7 @@ class WriterLock:
     """
 
     def __init__(self, engine: Engine) -> None:
-        url = engine.url
-        database = url.database or ""
-        self.path: Path | None = None
-        if url.get_backend_name() == "sqlite" and database not in ("", ":memory:"):
-            if "mode=memory" not in str(url):
-                self.path = Path(database).with_name(Path(database).name + ".writer-lock")
+        self.path = beside_database(engine.url, ".writer-lock")
         self._fd: int | None = None
 
     def __enter__(self) -> WriterLock:

@@ -135,6 +135,16 @@ def find_claim_by_hash(session: Session, content_hash: str) -> Claim | None:
     return session.scalars(stmt).first()
 
 
+def claim_answered_with(session: Session, request: bytes, response: bytes) -> bool:
+    """Whether a claim of exactly these request and response bytes is stored."""
+    stmt = select(Claim.id).where(
+        Claim.content_hash == claim_hash(request),
+        Claim.request == request,
+        Claim.response == response,
+    )
+    return session.scalars(stmt.limit(1)).first() is not None
+
+
 # --- pharmacies ---------------------------------------------------------------
 
 
