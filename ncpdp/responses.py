@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from .header import RequestHeader, ResponseHeader
-from .message import Request, Response, Segment, find
+from .message import FS, GS, RS, Request, Response, Segment, find
 from .typed import wire
 from .validate import Problem
 
@@ -60,7 +60,25 @@ class Pricing:
             ("F9", self.total_amount_paid),
             ("FM", self.basis_of_reimbursement),
         )
-        return Segment("23", [(c, _money_wire(c, v)) for c, v in values if v is not None])
+        return _trusted("23", [(c, _money_wire(c, v)) for c, v in values if v is not None])
+
+
+def _trusted(seg_id: str, pairs: list[tuple[str, str]]) -> Segment:
+    """A segment of (code, value) pairs this module made, as wire text checked once here.
+
+    `build` checks the field list of a segment made in memory again (every code 2
+    characters, no separator in a value); one made here holds this module's own
+    2-character codes, and its values are checked as it is made, so it is handed
+    over as if parsed. Anything odd (a value that is no string or carries a
+    separator) makes an ordinary segment, for `build` to refuse with its reason.
+    """
+    try:
+        raw = "".join([FS + c + v for c, v in pairs])
+    except TypeError:
+        return Segment(seg_id, pairs)
+    if raw.count(FS) != len(pairs) or GS in raw or RS in raw:
+        return Segment(seg_id, pairs)
+    return Segment._from_wire(seg_id, raw)
 
 
 def _money_wire(code: str, value: Decimal | int) -> str:
@@ -102,7 +120,7 @@ def respond(
     ]
     return Response(
         _header(request.header, header_status, n),
-        [Segment("20", [("F4", message)])] if message else [],
+        [_trusted("20", [("F4", message)])] if message else [],
         txns,
     )
 
@@ -192,7 +210,7 @@ def transmission_rejected(
     txn = _transaction(Answer(REJECTED, codes, None, messages), [], None)
     return Response(
         _header(header, "R", 1),
-        [Segment("20", [("F4", message)])] if message else [],
+        [_trusted("20", [("F4", message)])] if message else [],
         [txn],
     )
 
@@ -252,7 +270,7 @@ def _transaction(a: Answer, req_txn: list[Segment], request: Request | None) -> 
     if claim is not None:
         echo = [(c, v) for c in ("EM", "D2") if (v := claim.get(c)) is not None]
         if echo:
-            segs.append(Segment("22", echo))
+            segs.append(_trusted("22", echo))
     if a.pricing is not None:
         segs.append(a.pricing.segment())
     segs.extend(a.extra)
@@ -275,7 +293,7 @@ def _status(a: Answer) -> Segment:
             f.append(("FQ", text))
             if more:
                 f.append(("UG", "+"))
-    return Segment("21", f)
+    return _trusted("21", f)
 
 
 def _lines(messages: Sequence[str]) -> list[tuple[str, bool]]:

@@ -231,3 +231,59 @@ def test_pricing_zero_amounts_from_the_table_equal_wire():
                     (("F5", gross), ("F6", 0), ("F7", 0), ("FI", gross), ("F9", 0))]
         assert seg.fields == expected
         assert ncpdp.typed("F5", seg.get("F5")) == gross
+
+
+# --- responses: segments made by the builder go to build as wire text ----------
+
+
+def _ordinary(msg):
+    """The same message with every segment made the ordinary way (a field list)."""
+    from ncpdp import Response
+
+    def again(segs):
+        return [Segment(s.id, list(s.fields)) for s in segs]
+
+    return Response(msg.header, again(msg.segments), [again(t) for t in msg.transactions])
+
+
+def test_built_responses_round_trip_and_match_the_ordinary_build():
+    from decimal import Decimal
+
+    from ncpdp import responses
+    from ncpdp.responses import Answer, Pricing
+
+    long = "PMP missing: Date Of Birth, Patient Street Address, Prescriber DEA Number"
+    answers = [
+        Answer("P", authorization_number="C0A1B2C3D4", messages=["Cash claim captured for PMP"],
+               pricing=Pricing.patient_pays_all(Decimal("125.50"))),
+        Answer("R", ("09", "CM", "25", "09"), messages=[long, "x" * 400]),
+        Answer("A", messages=[""]),
+    ]
+    for make in (fx.b1_cash, fx.b1_cash_4, fx.e1_eligibility):
+        req = ncpdp.parse(ncpdp.build(make()))
+        n = len(req.transactions) or 1
+        for a in answers:
+            resp = responses.respond(req, [a] * n, message="note")
+            data = ncpdp.build(resp)
+            assert data == ncpdp.build(_ordinary(resp))
+            assert ncpdp.parse(data) == resp == _ordinary(resp)
+            assert ncpdp.build(ncpdp.parse(data)) == data
+    reject = responses.transmission_rejected(req, ["R8"], message="bad")
+    assert ncpdp.build(reject) == ncpdp.build(_ordinary(reject))
+
+
+@pytest.mark.parametrize("bad", ["line\x1cwith a separator", "a\x1dgroup", "a\x1esegment"])
+def test_built_response_with_a_separator_in_a_value_is_still_refused(bad):
+    from ncpdp import BuildError, responses
+    from ncpdp.responses import Answer
+
+    req = ncpdp.parse(ncpdp.build(fx.b1_cash()))
+    for resp in (
+        responses.respond(req, [Answer("A", messages=[bad])]),
+        responses.respond(req, [Answer("A", authorization_number=bad)]),
+        responses.respond(req, [Answer("A")], message=bad),
+    ):
+        with pytest.raises(BuildError):
+            ncpdp.build(resp)
+    with pytest.raises(BuildError):
+        ncpdp.build(responses.respond(req, [Answer("A", authorization_number=7)]))  # type: ignore[arg-type]
