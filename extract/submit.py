@@ -29,18 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncssh
-from sqlalchemy import and_, case, exists, select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from cashcapture.store.engine import writer_engine
 from cashcapture.store.models import (
-    NEW_RECORD,
-    REVISED_RECORD,
-    Fill,
     Submission,
-    SubmissionRecord,
 )
-from cashcapture.store.repo import IN_FLIGHT
+from cashcapture.store.repo import IN_FLIGHT, mark_fills_reported
 from cashcapture.store.types import utcnow
 
 from .settings import Settings, SettingsError, SftpSettings
@@ -166,33 +162,12 @@ def pending_ids(session: Session) -> list[int]:
 def mark_uploaded(session: Session, submission_id: int) -> None:
     """Record the file as on the server and its fills as reported: one transaction.
 
-    A fill changed while its file was in flight stays queued: revised, it needs
-    a 01; voided after a 00 or 01 went, it needs the 02 (the state now holds
-    the record even though nothing was held when the reversal arrived).
+    The store's `mark_fills_reported` holds the delivery rule: a fill changed
+    while its file was in flight stays queued (revised: a 01; voided after a
+    00 or 01 went: the 02).
     """
     now = utcnow()
-    rec = select(SubmissionRecord).where(
-        SubmissionRecord.submission_id == submission_id,
-        SubmissionRecord.fill_id == Fill.id,
-    )
-    status = rec.with_only_columns(SubmissionRecord.reporting_status).scalar_subquery()
-    version = rec.with_only_columns(SubmissionRecord.fill_version).scalar_subquery()
-    still_needed = case(
-        (Fill.version == version, False),
-        (Fill.state == "voided", status.in_((NEW_RECORD, REVISED_RECORD))),
-        else_=True,
-    )
-    session.execute(
-        update(Fill)
-        .where(exists(rec))
-        .values(
-            reported_status=status,
-            reported_at=now,
-            last_submission_id=submission_id,
-            needs_report=still_needed,
-        )
-        .execution_options(synchronize_session=False)
-    )
+    mark_fills_reported(session, submission_id, now)
     session.execute(
         update(Submission)
         .where(and_(Submission.id == submission_id, Submission.state.in_(IN_FLIGHT)))
