@@ -100,9 +100,10 @@ db_option = click.option(
     "db",
     default=None,
     metavar="URL",
-    help="Database URL (default: $CASHCAPTURE_DB, else sqlite:///cashcapture.db).",
+    help="Database URL (default: $CASHCAPTURE_DB, then [adapter] db of --config where the "
+    "command takes one, then sqlite:///cashcapture.db).",
 )
-"""`--db URL` for any command; pass the value to `cashcapture.store.resolve_url`."""
+"""`--db URL`, the one database option of every command."""
 
 
 def _safe_url(db: str | None) -> str:
@@ -296,7 +297,7 @@ def pharmacy_list(as_json: bool, db: str | None) -> None:
 
 @cli.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML settings.")
-@click.option("--db", default=None, metavar="URL", help="Database URL (overrides the config).")
+@db_option
 @click.option("--host", default=None, help="Host of the first listener.")
 @click.option("--port", type=int, default=None, help="Port of the first listener.")
 @click.option("--cash-bin", "cash_bins", multiple=True, metavar="BIN[/PCN]", help="Cash BIN.")
@@ -558,13 +559,6 @@ def asap_show(file) -> None:
 # --- daily extract, submit, status, recap (issue 7) -------------------------
 
 _DATE = click.DateTime(formats=["%Y-%m-%d"])
-_db_option = click.option(
-    "--db",
-    "db",
-    default=None,
-    help="Database URL (default: $CASHCAPTURE_DB, then [adapter] db of --config, "
-    "then sqlite:///cashcapture.db).",
-)
 _date_option = click.option(
     "--date",
     "date",
@@ -698,7 +692,7 @@ def _run_submit(sessions, settings) -> int:
 @_date_option
 @_workers_option
 @_zero_option
-@_db_option
+@db_option
 @_config_option
 def extract_cmd(date, workers, zero_reports, db, config) -> int:
     """Write the day's ASAP files (one per pharmacy or chain submitter), validated."""
@@ -710,7 +704,7 @@ def extract_cmd(date, workers, zero_reports, db, config) -> int:
 
 
 @cli.command("submit")
-@_db_option
+@db_option
 @_config_option
 def submit_cmd(db, config) -> int:
     """Deliver written files by SFTP, exactly once; safe to re-run after any crash."""
@@ -723,7 +717,7 @@ def submit_cmd(db, config) -> int:
 @_date_option
 @_workers_option
 @_zero_option
-@_db_option
+@db_option
 @_config_option
 def run_daily_cmd(date, workers, zero_reports, db, config) -> int:
     """Extract then submit, under one lock: what cron or a systemd timer runs."""
@@ -740,7 +734,7 @@ def run_daily_cmd(date, workers, zero_reports, db, config) -> int:
 @click.option("--from", "first", type=_DATE, default=None, help="First day (default: 7 days ago).")
 @click.option("--to", "last", type=_DATE, default=None, help="Last day (default: today).")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV instead of a table.")
-@_db_option
+@db_option
 @_config_option
 def status_cmd(first, last, as_csv, db, config) -> None:
     """Submission status: dates, file, fill-date range, records, valid records, status."""
@@ -763,7 +757,7 @@ def status_cmd(first, last, as_csv, db, config) -> None:
 @cli.command("recap")
 @click.option("--month", required=True, help="YYYY-MM")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV instead of a table.")
-@_db_option
+@db_option
 @_config_option
 def recap_cmd(month, as_csv, db, config) -> None:
     """Monthly submission recap per pharmacy, with the KASPER report's columns."""
@@ -783,7 +777,7 @@ def recap_cmd(month, as_csv, db, config) -> None:
 @cli.command("rejects")
 @click.option("--all", "include_resolved", is_flag=True, help="Include resolved rejects.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV instead of a table.")
-@_db_option
+@db_option
 @_config_option
 def rejects_cmd(include_resolved, as_csv, db, config) -> None:
     """Records held back by the validator, waiting for a corrected claim."""
