@@ -12,7 +12,9 @@ its own:
   controlled claim the codec already rejects hears of its PMP gaps in the
   same answer, so the pharmacist fixes everything at once.
   Same key and same content as the fill's last claim: duplicate (D), the
-  stored response again; same key, other content: 83.
+  stored response again; same key, other content: 83. A drug that is not
+  controlled has no fill: its `Prior` is the identical claim paid before
+  (found by content hash), answered D alike.
 - B2: approved (A), the fill voided; nothing to match: 87.
 - B3: rebill: paid, the fill revised; nothing to match: 84.
 - E1: approved (A).
@@ -48,9 +50,10 @@ HANDLERS: dict[str, str] = {"B1": "billing", "B3": "billing", "B2": "reversal", 
 
 @dataclass(frozen=True)
 class Prior:
-    """The fill the store holds for a transaction's key, and its last claim."""
+    """The fill the store holds for a transaction's key, and its last claim (or, for a
+    drug that is not controlled, the identical claim answered before: state "answered")."""
 
-    state: str  # new | revised | voided
+    state: str  # new | revised | voided | answered
     request: bytes | None  # the request of the claim that last changed the fill
     response: bytes | None  # the response sent for it
 
@@ -161,6 +164,12 @@ def _with_status(segments: list[Segment], status: str) -> list[Segment]:
             s = Segment("21", [(c, status if c == "AN" else v) for c, v in s.fields])
         out.append(s)
     return out
+
+
+def _status(segments: list[Segment]) -> str | None:
+    """The transaction status (112-AN) of a response transaction."""
+    st = ncpdp.find(segments, "21")
+    return st.get("AN") if st is not None else None
 
 
 def _money(segments: list[Segment], code: str) -> Decimal | None:
@@ -323,6 +332,10 @@ def _billing(inp: Inputs) -> Outcome:
         values = dict(extracted.values, payment_type="01", route="cash", schedule=controlled)
         kind = "insert" if prior is None else "revise"
         action = Action(kind, i, values, extracted.ingredients)
+    elif inp.prior is not None:  # not controlled: the identical claim answered before
+        same, old = _match_prior(req, i, inp.prior)
+        if same and old is not None and _status(old) in (PAID, DUPLICATE):
+            return Outcome(DUPLICATE, stored=_with_status(old, DUPLICATE))
     answer = Answer(
         PAID,
         authorization_number=inp.auth_number or None,

@@ -44,6 +44,8 @@ from .store import (
     Ref,
     Writes,
     claim_answered_with,
+    claim_hash,
+    find_claim_by_hash,
     find_pharmacy,
 )
 from .store.types import utcnow
@@ -403,9 +405,28 @@ class _CashCapture(_Capture):
         self.capture_on = route == CASH
         self.problems = ncpdp.validate(request)
         self.auths = [router.auth() for _ in range(len(request.transactions) or 1)]
+        # billed drugs that are not controlled: no fill; their claim row tells a retransmission
+        self.plain: set[int] = set()
+        if (
+            self.capture_on
+            and adjudicate.HANDLERS.get(request.header.transaction_code) == "billing"
+        ):
+            for i in range(len(request.transactions)):
+                segs = adjudicate.tx_segments(request, i)
+                if adjudicate.schedule(segs, router.schedule_of) is None:
+                    self.plain.add(i)
+        self.earlier: adjudicate.Prior | None = None
 
     def wanted(self) -> list[int]:
         return super().wanted() if self.capture_on else []
+
+    def keys(self, session: Session) -> list[FillKey]:
+        self.earlier = None
+        if self.plain:
+            claim = find_claim_by_hash(session, claim_hash(self.data))
+            if claim is not None:
+                self.earlier = adjudicate.Prior("answered", claim.request, claim.response)
+        return super().keys(session)
 
     def apply(self, found, writes: Writes) -> tuple[bytes, adjudicate.Decision, Ref]:
         fills = self.fills(found)
@@ -413,6 +434,8 @@ class _CashCapture(_Capture):
             adjudicate.Prior(f.state, f.last_request, f.last_response) if f is not None else None
             for f in fills
         ]
+        for i in self.plain:
+            priors[i] = self.earlier
         decision = adjudicate.adjudicate(
             self.request,
             priors=priors,

@@ -142,6 +142,20 @@ def test_identical_retransmission_is_duplicate_with_the_stored_response():
     assert ncpdp.build(again.response) == expected
 
 
+def test_non_controlled_identical_claim_answered_before_is_duplicate():
+    first, earlier = _prior_of(b1(ndc=fx.LISINOPRIL), "answered")
+    again = judge(b1(ndc=fx.LISINOPRIL), [earlier])
+    assert again.status == "D" and again.actions == []
+    expected = ncpdp.build(first.response).replace(b"\x1cANP", b"\x1cAND")
+    assert ncpdp.build(again.response) == expected
+    # an identical claim rejected before (say the store then failed) is judged anew
+    rejected = ncpdp.responses.transmission_rejected(b1(ndc=fx.LISINOPRIL), ["99"])
+    refused = Prior("answered", earlier.request, ncpdp.build(rejected))
+    assert judge(b1(ndc=fx.LISINOPRIL), [refused]).status == "P"
+    # other content under the same key: paid, no fill to protect
+    assert judge(b1(ndc=fx.LISINOPRIL, qty="31"), [earlier]).status == "P"
+
+
 def test_same_key_other_content_is_83():
     _, prior = _prior_of(b1())
     d = judge(b1(qty="31"), [prior])
@@ -326,9 +340,7 @@ def test_insured_capture_keeps_a_refused_street_for_the_states_rules():
     a refused date has no column to go to and stays empty."""
     req = b1()
     pat = ncpdp.find(req.segments, "01")
-    pat.fields = [
-        (c, {"CM": "PO BOX 12", "C4": "19681340"}.get(c, v)) for c, v in pat.fields
-    ]
+    pat.fields = [(c, {"CM": "PO BOX 12", "C4": "19681340"}.get(c, v)) for c, v in pat.fields]
     segs = [*req.segments, *req.transactions[0]]
     insured = capture.extract_fill(req.header.date_of_service, segs, required=False)
     assert insured.values["patient_address1"] == "PO BOX 12"

@@ -23,7 +23,7 @@ from _adapter_helpers import (
     schedule_of,
     statuses,
 )
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 import ncpdp
 from cashcapture import config, framing
@@ -283,3 +283,28 @@ def test_certification_route_judges_alike_captures_nothing_and_metrics_count(
     assert 'cashcapture_claims_total{route="certification",status="P"} 1.0' in text
     assert 'cashcapture_claims_total{route="cash",status="P"} 1.0' in text
     assert "cashcapture_claim_latency_seconds_bucket" in text
+
+
+def test_non_controlled_retransmission_is_duplicate_with_stored_response(adapter, migrated_db_url):
+    claim = build(b1(rx=5550001, ndc=fx.LISINOPRIL))
+    other = build(b1(rx=5550002, ndc=fx.LISINOPRIL))
+    with Client(adapter.ports["stx"]) as c:
+        first = c.exchange(claim)
+        again = c.exchange(claim)
+        third = c.exchange(claim)
+        fresh = c.exchange(other)
+    assert statuses(first) == ["P"] and statuses(fresh) == ["P"]
+    assert statuses(again) == ["D"] and third == again
+    # the stored response byte for byte, only its status P -> D
+    assert again == first.replace(b"\x1cANP", b"\x1cAND", 1)
+    engine = make_engine(migrated_db_url)
+    with session_factory(engine)() as s:
+        rows = s.execute(select(Claim.route, Claim.status, Claim.response).order_by(Claim.id))
+        assert [tuple(r) for r in rows] == [
+            ("cash", "P", first),
+            ("cash", "D", again),
+            ("cash", "D", third),
+            ("cash", "P", fresh),
+        ]
+        assert s.scalar(select(func.count()).select_from(Fill)) == 0
+    engine.dispose()
