@@ -132,6 +132,13 @@ def setup(level: str = "INFO", stream=None) -> None:
     _handler = JsonLines(stream or sys.stderr)
     root.addHandler(_handler)
     root.setLevel(level.upper())
+    # Only a message's format string is logged (its arguments could carry values),
+    # which turns chatty libraries' INFO lines into noise such as "Running %s".
+    for name in _QUIET:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+_QUIET = ("alembic", "asyncssh")
 
 
 def _direct(logger: logging.Logger, level: int) -> JsonLines | None:
