@@ -109,7 +109,7 @@ db_option = click.option(
 def _safe_url(db: str | None) -> str:
     from sqlalchemy.engine import make_url
 
-    from cashcapture.store import resolve_url
+    from cashcapture.core.store import resolve_url
 
     return make_url(resolve_url(db)).render_as_string(hide_password=True)
 
@@ -125,7 +125,7 @@ def db_upgrade(db: str | None) -> None:
     """Create or migrate the database to the latest schema (safe to re-run)."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from cashcapture.store import upgrade
+    from cashcapture.core.store import upgrade
 
     try:
         upgrade(db)
@@ -152,7 +152,7 @@ def drugs_import(product: str, package: str, out: str | None) -> None:
     """Rebuild the list from the FDA NDC Directory's product.txt and package.txt."""
     from pathlib import Path
 
-    from cashcapture import drugs
+    from cashcapture.core import drugs
 
     try:
         built = drugs.build(Path(product), Path(package))
@@ -169,7 +169,7 @@ def drugs_import(product: str, package: str, out: str | None) -> None:
 @click.option("--state", default="KY", show_default=True, help="State whose additions apply.")
 def drugs_show(ndc: str, state: str) -> int:
     """Print schedule and product of an NDC (10/11 digits, dashes optional); exit 1 if unlisted."""
-    from cashcapture import drugs
+    from cashcapture.core import drugs
 
     try:
         candidates = drugs.ndc_candidates(ndc)
@@ -188,7 +188,7 @@ def _registry(db: str | None):
     """A session on the registry; a database not yet created is a one-line error."""
     from sqlalchemy import inspect
 
-    from cashcapture.store import make_engine, session_factory
+    from cashcapture.core.store import make_engine, session_factory
 
     engine = make_engine(db)
     try:
@@ -203,7 +203,7 @@ def _registry(db: str | None):
 
 
 def _pharmacy_options(func):
-    from cashcapture.pharmacies import COLUMNS
+    from cashcapture.core.pharmacies import COLUMNS
 
     for column in reversed(COLUMNS):
         flag = "--" + column.name.replace("_", "-")
@@ -221,7 +221,7 @@ def pharmacy_group() -> None:
 @db_option
 def pharmacy_add(db: str | None, **values: str | None) -> None:
     """Register one pharmacy; DEA and NPI check digits are verified."""
-    from cashcapture.pharmacies import RegistryError, add_pharmacies, clean_row
+    from cashcapture.core.pharmacies import RegistryError, add_pharmacies, clean_row
 
     try:
         fields = clean_row({k: v for k, v in values.items() if v is not None})
@@ -245,7 +245,7 @@ def pharmacy_add(db: str | None, **values: str | None) -> None:
 @db_option
 def pharmacy_import(csv_file: str, db: str | None) -> None:
     """Register every row of a CSV (header: the `add` option names), or none of them."""
-    from cashcapture.pharmacies import RegistryError, import_csv
+    from cashcapture.core.pharmacies import RegistryError, import_csv
 
     try:
         with open(csv_file, encoding="utf-8-sig", newline="") as f:
@@ -271,7 +271,7 @@ def pharmacy_list(as_json: bool, db: str | None) -> None:
     """List registered pharmacies."""
     import json
 
-    from cashcapture.pharmacies import COLUMN_NAMES, list_pharmacies
+    from cashcapture.core.pharmacies import COLUMN_NAMES, list_pharmacies
 
     engine, sessions = _registry(db)
     with sessions() as session:
@@ -306,8 +306,8 @@ def serve(config_path, db, host, port, cash_bins, workers) -> None:
     """Run the cash-capture adapter (NCPDP D.0 over TCP) until SIGTERM."""
     import os
 
-    from cashcapture import config, logs, server
-    from cashcapture.store import ENV_VAR
+    from cashcapture.adapter import config, logs, server
+    from cashcapture.core.store import ENV_VAR
 
     try:
         cfg = config.load(config_path)
@@ -340,7 +340,7 @@ def send(files, host, port, framing_name, as_json, timeout) -> None:
     """Send claims (raw D.0 files, or JSON in the codec's contract) and print the answers."""
     import socket
 
-    from cashcapture import framing
+    from cashcapture.adapter import framing
 
     messages = [(name, _read_claim(name)) for name in files]
     try:
@@ -361,7 +361,7 @@ def send(files, host, port, framing_name, as_json, timeout) -> None:
 
 
 def _receive(sock, decoder) -> bytes | None:
-    from cashcapture import framing
+    from cashcapture.adapter import framing
 
     while True:
         frame = decoder.next_frame()
@@ -419,7 +419,7 @@ def fills(on_date, pharmacy, as_json, db) -> None:
     from sqlalchemy import select
     from sqlalchemy.exc import SQLAlchemyError
 
-    from cashcapture.store import Fill, find_pharmacy, make_engine, session_factory
+    from cashcapture.core.store import Fill, find_pharmacy, make_engine, session_factory
 
     day = None
     if on_date:
@@ -478,7 +478,7 @@ def fills(on_date, pharmacy, as_json, db) -> None:
 def _drug_list(state: str):
     """The store's drug list for the state, when that part is installed."""
     try:
-        from cashcapture import drugs
+        from cashcapture.core import drugs
     except ImportError:
         return None
     try:
@@ -505,8 +505,8 @@ def validate_cmd(files, state, as_json, po_box, no_drug_list, today) -> int:
     import datetime as dt
     import json
 
-    from extract.rules import for_state
-    from extract.validate import Validator
+    from cashcapture.core.pmp.rules import for_state
+    from cashcapture.core.pmp.validate import Validator
 
     try:
         rules = for_state(state)
@@ -544,8 +544,8 @@ def asap_group() -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 def asap_show(file) -> None:
     """Print a readable view of an ASAP file, every element named."""
-    from extract.asap.codec import AsapError
-    from extract.asap.show import describe
+    from cashcapture.core.pmp.asap.codec import AsapError
+    from cashcapture.core.pmp.asap.show import describe
 
     try:
         with open(file, "rb") as fh:
@@ -595,8 +595,8 @@ def _extract_env(db: str | None, config: str | None, **overrides):
 
     The database is chosen as `serve` chooses it (`configfile.database_url`).
     """
-    from cashcapture.configfile import database_url
-    from cashcapture.store import make_engine, session_factory
+    from cashcapture.core.configfile import database_url
+    from cashcapture.core.store import make_engine, session_factory
     from extract.settings import SettingsError, check, load
 
     try:
@@ -816,7 +816,7 @@ def demo_cmd(folder: str) -> int:
 
     from sqlalchemy.exc import SQLAlchemyError
 
-    from cashcapture import demo
+    from cashcapture.app import demo
 
     console = _console()
     try:
@@ -849,9 +849,10 @@ def certify_cmd(claims, html_file, as_json, state, insured) -> int:
     """Offline certification of raw D.0 claims (or JSON): exit 0 all ready for the PMP, 1 not."""
     import datetime as dt
 
-    from cashcapture import certify, drugs
-    from cashcapture.config import Config
-    from cashcapture.server import schedule_factory
+    from cashcapture.adapter.config import Config
+    from cashcapture.adapter.server import schedule_factory
+    from cashcapture.app import certify
+    from cashcapture.core import drugs
 
     try:
         drug_list = drugs.load(state.upper())

@@ -50,7 +50,7 @@ class Frames:
     def __init__(self) -> None:
         from _adapter_helpers import b1, build
 
-        from cashcapture import framing
+        from cashcapture.adapter import framing
 
         message = build(b1(rx=TEMPLATE_RX))
         frame = framing.encode("stx", message)
@@ -170,7 +170,7 @@ def _drop_pg(schema: str) -> None:
 def run_one(db_url: str, args, tmp: Path) -> dict:
     from _adapter_helpers import ServerProcess, free_port, register_pharmacy, write_config
 
-    from cashcapture.store import Fill, make_engine, session_factory
+    from cashcapture.core.store import Fill, make_engine, session_factory
 
     register_pharmacy(db_url)
     port = free_port()

@@ -22,10 +22,10 @@ from pathlib import Path
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path.pop(0)
 
-from cashcapture import drugs  # noqa: E402
-from extract.asap.samples import DAY, header, records  # noqa: E402
+from cashcapture.core import drugs  # noqa: E402
+from cashcapture.core.pmp.asap.samples import DAY, header, records  # noqa: E402
+from cashcapture.core.pmp.validate import Validator, validate_record  # noqa: E402
 from extract.reader import read  # noqa: E402
-from extract.validate import Validator, validate_record  # noqa: E402
 from extract.writer import AsapWriter  # noqa: E402
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 # bench/extract.py would shadow the `extract` package: drop this folder from the path.
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from cashcapture import demo  # noqa: E402
+from cashcapture.app import demo  # noqa: E402
 
 
 def main() -> None:

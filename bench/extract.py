@@ -28,8 +28,8 @@ import psycopg
 from sqlalchemy import insert
 from sqlalchemy.engine import make_url
 
-from cashcapture import drugs
-from cashcapture.store import Fill, Pharmacy, make_engine, upgrade
+from cashcapture.core import drugs
+from cashcapture.core.store import Fill, Pharmacy, make_engine, upgrade
 
 PG_URL = os.environ.get("CASHCAPTURE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 DAY = dt.date.today() - dt.timedelta(days=1)
@@ -170,7 +170,7 @@ def _conninfo() -> str:
 CHILD = """
 import datetime as dt, json, resource, sys, time
 from pathlib import Path
-from cashcapture.store import make_engine, session_factory
+from cashcapture.core.store import make_engine, session_factory
 from extract.daily import extract
 from extract.settings import ExtractSettings, Settings
 url, outbox, day = sys.argv[1], sys.argv[2], dt.date.fromisoformat(sys.argv[3])

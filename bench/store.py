@@ -31,7 +31,7 @@ from urllib.parse import quote
 import psycopg
 from sqlalchemy.engine import make_url
 
-from cashcapture.store import (
+from cashcapture.core.store import (
     GroupCommitter,
     Pharmacy,
     answer_claim,
@@ -43,8 +43,8 @@ from cashcapture.store import (
     upgrade,
     writer_engine,
 )
-from cashcapture.store.groupcommit import BatchUnit
-from cashcapture.store.repo import Writes, find_fills, write_batch
+from cashcapture.core.store.groupcommit import BatchUnit
+from cashcapture.core.store.repo import Writes, find_fills, write_batch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _store_helpers import fill_fields  # noqa: E402  (the tests' sample fill: same rows)

@@ -33,7 +33,13 @@ from dataclasses import dataclass, field, replace
 from sqlalchemy import String, cast, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from cashcapture.store.models import (
+from cashcapture.core.pmp import records as asap
+from cashcapture.core.pmp.asap import table
+from cashcapture.core.pmp.asap.codec import row_encoder
+from cashcapture.core.pmp.filenames import file_name
+from cashcapture.core.pmp.rules import for_state
+from cashcapture.core.pmp.validate import WARNING, Problem, Report, Validator
+from cashcapture.core.store.models import (
     NEW_RECORD,
     REVISED_RECORD,
     VOID_RECORD,
@@ -45,18 +51,12 @@ from cashcapture.store.models import (
     SubmissionRecord,
     submission_pharmacies,
 )
-from cashcapture.store.repo import IN_FLIGHT
-from cashcapture.store.types import utcnow
-
-from . import records as asap
-from . import writer as asap_writer
-from .asap import table
-from .asap.codec import row_encoder
-from .reader import read
-from .rules import for_state
-from .settings import WEEKDAYS, Settings, SettingsError
-from .submit import writing
-from .validate import WARNING, Problem, Report, Validator
+from cashcapture.core.store.repo import IN_FLIGHT
+from cashcapture.core.store.types import utcnow
+from extract import writer as asap_writer
+from extract.reader import read
+from extract.settings import WEEKDAYS, Settings, SettingsError
+from extract.submit import writing
 
 STATUS_CODES = (NEW_RECORD, REVISED_RECORD, VOID_RECORD)
 ACCEPT, FILE_FAILED = "Accept", "File Failed"
@@ -270,7 +270,7 @@ class Checker:
         if po_box is not None:
             rules = replace(rules, po_box=po_box)
         if drug_list is None:
-            from cashcapture import drugs
+            from cashcapture.core import drugs
 
             drug_list = drugs.load(state)
         self.validator = Validator(rules, drug_list, today=today)
@@ -470,7 +470,7 @@ class Extractor:
                 "or set [extract] reg_key); its fills stay queued"
             )
         try:
-            asap_writer.file_name(
+            file_name(
                 group.submitter_id, group.reg_key, self.local_now, self.settings.extract.state
             )
         except ValueError as exc:
@@ -501,7 +501,7 @@ class Extractor:
         when = self.local_now.replace(microsecond=0, tzinfo=None)
         state = self.settings.extract.state
         while True:
-            name = asap_writer.file_name(group.submitter_id, group.reg_key, when, state)
+            name = file_name(group.submitter_id, group.reg_key, when, state)
             if name not in self._taken:
                 self._taken.add(name)
                 return name, when
@@ -914,7 +914,7 @@ def _extract_chunk(
     One Extractor per worker process and run, so what it reads once (queue
     counts, in-flight fills, names, rejects, groups) serves all its chunks.
     """
-    from cashcapture.store import make_engine, session_factory
+    from cashcapture.core.store import make_engine, session_factory
 
     key = (url, day, now)
     state = _WORKER.get(key)

@@ -7,9 +7,9 @@ the writer made, write(read(f)) == f.
 
 from __future__ import annotations
 
-from extract.asap import VERSIONS, table
-from extract.asap.codec import AsapError, decode, decode_fields, split, structure
-from extract.records import (
+from cashcapture.core.pmp.asap import VERSIONS, table
+from cashcapture.core.pmp.asap.codec import AsapError, decode, decode_fields, split, structure
+from cashcapture.core.pmp.records import (
     AdditionalInfo,
     AsapFile,
     Dispensation,

@@ -26,7 +26,7 @@ from rich.table import Table
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session, defer
 
-from cashcapture.store.models import (
+from cashcapture.core.store.models import (
     Fill,
     Pharmacy,
     RecordReject,

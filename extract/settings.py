@@ -2,7 +2,7 @@
 
 They come from the `[extract]` and `[sftp]` sections of the TOML config file
 (the same file `serve --config` reads, read and its sections checked by
-`cashcapture.configfile`) and can be overridden by command-line options. Every
+`cashcapture.core.configfile`) and can be overridden by command-line options. Every
 setting has a default here, and the README lists them.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cashcapture import configfile
+from cashcapture.core import configfile
 
 ZERO_CADENCES = ("daily", "weekly", "off")
 PO_BOX_POLICIES = ("warning", "reject", "off")  # the guide shows the collector doing both

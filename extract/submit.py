@@ -32,14 +32,13 @@ import asyncssh
 from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from cashcapture.store.engine import writer_engine
-from cashcapture.store.models import (
+from cashcapture.core.store.engine import writer_engine
+from cashcapture.core.store.models import (
     Submission,
 )
-from cashcapture.store.repo import IN_FLIGHT, mark_fills_reported
-from cashcapture.store.types import utcnow
-
-from .settings import Settings, SettingsError, SftpSettings
+from cashcapture.core.store.repo import IN_FLIGHT, mark_fills_reported
+from cashcapture.core.store.types import utcnow
+from extract.settings import Settings, SettingsError, SftpSettings
 
 PAUSE_ENV = "CASHCAPTURE_TEST_PAUSE_AT"
 PAUSE_FILE_ENV = "CASHCAPTURE_TEST_PAUSE_FILE"

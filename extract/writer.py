@@ -13,12 +13,12 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import date
 from typing import BinaryIO
 
-from extract.asap import table
-from extract.asap.codec import AsapError, encode, format_date, join
-from extract.records import (
+from cashcapture.core.pmp.asap import table
+from cashcapture.core.pmp.asap.codec import AsapError, encode, format_date, join
+from cashcapture.core.pmp.records import (
     ZERO_FIRST_NAME,
     ZERO_LAST_NAME,
     AdditionalInfo,
@@ -34,7 +34,7 @@ from extract.records import (
     Record,
 )
 
-__all__ = ["AsapError", "AsapWriter", "file_name", "write", "zero_report", "zero_report_message"]
+__all__ = ["AsapError", "AsapWriter", "write", "zero_report", "zero_report_message"]
 
 
 class AsapWriter:
@@ -185,14 +185,6 @@ def write_records(out: BinaryIO, header: Header, records: Iterable[Record]) -> i
         for r in records:
             w.add(r.pharmacy, r.patient, r.fill)
     return w.records
-
-
-def file_name(submitter_id: str, reg_key: str, when: datetime, state: str = "KY") -> str:
-    """PMP_KY_SubmitterID_RegKey_CCYYMMDDHHMMSS.dat, as the KY guide names batch files."""
-    for label, v in (("submitter ID", submitter_id), ("RegKey", reg_key), ("state", state)):
-        if not (v.isascii() and v.isalnum()):  # str.isalnum alone takes "É" and "²"
-            raise ValueError(f"{label} must be non-empty ASCII letters and digits")
-    return f"PMP_{state}_{submitter_id}_{reg_key}_{when:%Y%m%d%H%M%S}.dat"
 
 
 def zero_report_message(start: date, end: date) -> str:

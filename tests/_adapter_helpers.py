@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import ncpdp
-from cashcapture import framing
-from cashcapture.store import Pharmacy, make_engine, session_factory, upgrade
+from cashcapture.adapter import framing
+from cashcapture.core.store import Pharmacy, make_engine, session_factory, upgrade
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "fixtures" / "ncpdp"

@@ -10,10 +10,10 @@ import pytest
 from _store_helpers import add_pharmacy, fill_fields
 from sqlalchemy.orm import Session
 
-from cashcapture import drugs
-from cashcapture.store import Fill, Pharmacy, insert_fill, make_engine, session_factory
+from cashcapture.core import drugs
+from cashcapture.core.pmp.validate import Report, validate
+from cashcapture.core.store import Fill, Pharmacy, insert_fill, make_engine, session_factory
 from extract.settings import ExtractSettings, Settings, SftpSettings
-from extract.validate import Report, validate
 
 TODAY = dt.date.today()
 

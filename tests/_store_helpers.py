@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from cashcapture.store import GroupCommitter, Pharmacy, claim_hash, insert_fill, record_claim
+from cashcapture.core.store import GroupCommitter, Pharmacy, claim_hash, insert_fill, record_claim
 
 
 def add_pharmacy(session: Session, dea: str = "FP1234563", **kw: Any) -> Pharmacy:

@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from cashcapture.store import make_engine, session_factory, upgrade
+from cashcapture.core.store import make_engine, session_factory, upgrade
 
 PG_URL = os.environ.get("CASHCAPTURE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 

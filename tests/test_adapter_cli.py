@@ -17,7 +17,7 @@ from _adapter_helpers import (
     write_config,
 )
 
-from cashcapture import config
+from cashcapture.adapter import config
 from cli import main
 
 

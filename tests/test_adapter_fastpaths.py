@@ -12,7 +12,7 @@ import pytest
 from _adapter_helpers import b1, fx
 
 import ncpdp
-from cashcapture import adjudicate, capture
+from cashcapture.adapter import adjudicate, capture
 from ncpdp import Segment
 
 
@@ -106,7 +106,7 @@ def log_stream():
     import io
     import logging
 
-    from cashcapture import logs
+    from cashcapture.adapter import logs
 
     root = logging.getLogger()
     saved = (list(root.handlers), root.level, logs._handler)
@@ -125,7 +125,7 @@ def _only_setup_handler() -> None:
     """pytest adds its capturing handler to the root for each test: take it off."""
     import logging
 
-    from cashcapture import logs
+    from cashcapture.adapter import logs
 
     logging.getLogger().handlers[:] = [logs._handler]
 
@@ -139,7 +139,7 @@ def _lines(stream) -> list[dict]:
 def test_log_event_direct_line_equals_the_record_path(log_stream):
     import logging
 
-    from cashcapture import logs
+    from cashcapture.adapter import logs
 
     _only_setup_handler()
     log = logging.getLogger("cashcapture.test_fastpaths")
@@ -167,7 +167,7 @@ def test_log_lines_of_one_loop_turn_written_together_in_order(log_stream):
     import logging
     import threading
 
-    from cashcapture import logs
+    from cashcapture.adapter import logs
 
     _only_setup_handler()
     log = logging.getLogger("cashcapture.test_fastpaths")
@@ -202,7 +202,7 @@ def test_log_lines_held_at_exit_are_written(tmp_path):
 
     script = (
         "import asyncio, logging, sys\n"
-        "from cashcapture import logs\n"
+        "from cashcapture.adapter import logs\n"
         "logs.setup('INFO', sys.stdout)\n"
         "log = logging.getLogger('cashcapture.exit')\n"
         "loop = asyncio.new_event_loop()\n"

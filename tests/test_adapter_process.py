@@ -24,7 +24,7 @@ from _adapter_helpers import (
 from sqlalchemy import func, select
 
 import ncpdp
-from cashcapture.store import Fill, make_engine, session_factory
+from cashcapture.core.store import Fill, make_engine, session_factory
 
 pytestmark = pytest.mark.slow
 

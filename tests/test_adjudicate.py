@@ -8,8 +8,8 @@ import pytest
 from _adapter_helpers import ROOT, b1, b2, b3, fx, load, schedule_of
 
 import ncpdp
-from cashcapture import adjudicate, capture
-from cashcapture.adjudicate import Prior
+from cashcapture.adapter import adjudicate, capture
+from cashcapture.adapter.adjudicate import Prior
 
 
 def judge(req, priors=(), known=True):
@@ -236,7 +236,7 @@ def _drop(req, fields: dict[str, set[str]]):
 
 def _answer(d, i=0):
     """(reject codes, message lines rejoined as the pharmacy system reads them, raw FQ lines)."""
-    from cashcapture.demo import message_lines
+    from cashcapture.app.demo import message_lines
 
     status = ncpdp.find(ncpdp.parse(ncpdp.build(d.response)).transactions[i], "21")
     return status.get_all("FB"), message_lines(status), status.get_all("FQ")
@@ -320,12 +320,12 @@ def test_drivers_license_claim_captures_its_jurisdiction():
 def test_patient_id_tables_agree_with_the_asap_code_list_and_the_state_s_rules():
     import csv
 
-    from extract.rules import for_state
+    from cashcapture.core.pmp.rules import for_state
 
     # NCPDP 331-CX (External Code List) -> ASAP PAT02, written out from the sources
     expected = {"01": "07", "02": "06", "03": "01", "07": "02", "08": "05", "12": "04", "14": "08"}
     assert {k: capture.PATIENT_ID_QUALIFIER[k] for k in expected} == expected
-    rows = csv.DictReader((ROOT / "extract" / "asap" / "data" / "code-lists.csv").open())
+    rows = csv.DictReader((ROOT / "cashcapture" / "core" / "pmp" / "asap" / "data" / "code-lists.csv").open())
     pat02 = {r["code"] for r in rows if r["list"] == "PAT02 ID qualifier"}
     assert set(capture.PATIENT_ID_QUALIFIER.values()) <= pat02
     ky = for_state("KY")

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from extract.asap import KIND_DATE, KIND_DECIMAL, table
-from extract.asap.samples import header, pharmacy, records, sample_file
-from extract.reader import AsapError, read
-from extract.records import (
+from cashcapture.core.pmp.asap import KIND_DATE, KIND_DECIMAL, table
+from cashcapture.core.pmp.asap.samples import header, pharmacy, records, sample_file
+from cashcapture.core.pmp.filenames import file_name
+from cashcapture.core.pmp.records import (
     AdditionalInfo,
     AsapFile,
     Dispensation,
@@ -25,7 +25,8 @@ from extract.records import (
     PharmacyGroup,
     Prescriber,
 )
-from extract.writer import AsapWriter, file_name, write, write_records, zero_report
+from extract.reader import AsapError, read
+from extract.writer import AsapWriter, write, write_records, zero_report
 
 # --- tables -------------------------------------------------------------------
 

@@ -13,9 +13,11 @@ import pytest
 from sqlalchemy import func, select
 
 import ncpdp
-from cashcapture import certify, config, demo, demo_claims, drugs
-from cashcapture.server import AdapterServer
-from cashcapture.store import Claim, Fill, make_engine, session_factory, upgrade
+from cashcapture.adapter import config
+from cashcapture.adapter.server import AdapterServer
+from cashcapture.app import certify, demo, demo_claims
+from cashcapture.core import drugs
+from cashcapture.core.store import Claim, Fill, make_engine, session_factory, upgrade
 from cli import main
 
 DAY = dt.date(2025, 1, 15)
@@ -240,7 +242,7 @@ def test_certification_bin_answers_and_never_captures(db_url, tmp_path):
     upgrade(db_url)
     engine = make_engine(db_url)
     sessions = session_factory(engine)
-    from cashcapture.pharmacies import import_csv
+    from cashcapture.core.pharmacies import import_csv
 
     with sessions() as s:
         import_csv(s, demo_claims.PHARMACIES_CSV)

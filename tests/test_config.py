@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cashcapture import config
+from cashcapture.adapter import config
 from extract import settings as extract_settings
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "fixtures" / "cashcapture.toml"

@@ -17,8 +17,9 @@ from _extract_helpers import (
 from _sftp_server import remote_files, sftp_server, sftp_settings  # noqa: F401
 from sqlalchemy import func, select
 
-from cashcapture.pharmacies import file_name_part_ok
-from cashcapture.store import (
+from cashcapture.core.pharmacies import file_name_part_ok
+from cashcapture.core.pmp.filenames import file_name
+from cashcapture.core.store import (
     Fill,
     Pharmacy,
     RecordReject,
@@ -31,7 +32,6 @@ from extract import reports
 from extract.daily import Checker, extract
 from extract.reader import read
 from extract.submit import submit
-from extract.writer import file_name
 
 NOW = dt.datetime.now(dt.UTC)
 
@@ -270,10 +270,10 @@ def test_rows_encode_as_the_values_they_would_build(version):
     """The extract encodes rows straight to elements: the same strings as the values give."""
     from decimal import Decimal
 
+    from cashcapture.core.pmp.asap import table
+    from cashcapture.core.pmp.asap.codec import encode, row_encoder
+    from cashcapture.core.pmp.records import Dispensation, Patient
     from extract import daily
-    from extract.asap import table
-    from extract.asap.codec import encode, row_encoder
-    from extract.records import Dispensation, Patient
 
     t = table(version)
     dsp = row_encoder(t, "DSP", (*daily._DSP_NAMES, "status", "fill_number"), Dispensation())

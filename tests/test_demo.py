@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import func, select
 
 import ncpdp
-from cashcapture import demo, demo_claims
-from cashcapture.store import Claim, Fill, Submission, make_engine, session_factory
+from cashcapture.app import demo, demo_claims
+from cashcapture.core.store import Claim, Fill, Submission, make_engine, session_factory
 from extract import reader
 
 CLI = str(Path(sys.executable).with_name("cashcapture"))
@@ -126,7 +126,7 @@ def test_folder_is_left_for_a_person(run):
     status = _cli("status", "--db", db, "--config", str(folder / demo.CONFIG_TOML), "--csv")
     assert status.returncode == 0, status.stderr
     assert status.stdout.count("uploaded") == 4
-    from cashcapture import config
+    from cashcapture.adapter import config
     from extract.settings import load as load_settings
 
     cfg = config.load(folder / demo.CONFIG_TOML)  # the adapter reads the same file

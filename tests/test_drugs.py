@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cashcapture import drugs
+from cashcapture.core import drugs
 from cli import main
 
 FDA = Path(__file__).parent / "data" / "fda"

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cashcapture import framing
-from cashcapture.framing import FrameError
+from cashcapture.adapter import framing
+from cashcapture.adapter.framing import FrameError
 
 # NCPDP messages never contain STX/ETX; keep generated messages realistic.
 messages = st.lists(

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from cashcapture import demo_claims
-from cashcapture.pharmacies import (
+from cashcapture.app import demo_claims
+from cashcapture.core.pharmacies import (
     RegistryError,
     dea_ok,
     file_name_part_ok,
@@ -19,9 +19,9 @@ from cashcapture.pharmacies import (
     npi_ok,
     read_csv,
 )
-from cashcapture.store import Pharmacy, find_pharmacy
+from cashcapture.core.pmp.filenames import file_name
+from cashcapture.core.store import Pharmacy, find_pharmacy
 from cli import main
-from extract.writer import file_name
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "pharmacies.csv"
 HEADER = "dea,name,npi,ncpdp_id,submitter_id\n"

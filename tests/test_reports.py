@@ -10,7 +10,7 @@ from _extract_helpers import TODAY, good_fill, pharmacies, sessions  # noqa: F40
 from _sftp_server import remote_files, sftp_server  # noqa: F401
 
 import cli
-from cashcapture.store import ENV_VAR, Submission, make_engine, upgrade
+from cashcapture.core.store import ENV_VAR, Submission, make_engine, upgrade
 from extract.runlock import run_lock
 
 

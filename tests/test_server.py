@@ -26,9 +26,9 @@ from _adapter_helpers import (
 from sqlalchemy import func, select, text
 
 import ncpdp
-from cashcapture import config, framing
-from cashcapture.server import AdapterServer
-from cashcapture.store import Claim, Fill, make_engine, session_factory
+from cashcapture.adapter import config, framing
+from cashcapture.adapter.server import AdapterServer
+from cashcapture.core.store import Claim, Fill, make_engine, session_factory
 
 FRAMINGS = ["stx", "len2", "etx"]
 

@@ -9,7 +9,7 @@ import threading
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from cashcapture.spool import Record, Spool, encode, spool_path
+from cashcapture.adapter.spool import Record, Spool, encode, spool_path
 
 AT = dt.datetime(2024, 3, 4, 12, 30, 1, 123456, tzinfo=dt.UTC)
 

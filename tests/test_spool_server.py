@@ -27,10 +27,10 @@ from _adapter_helpers import (
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
-from cashcapture import config, router
-from cashcapture.server import AdapterServer
-from cashcapture.spool import Spool
-from cashcapture.store import Claim, Fill, make_engine, session_factory
+from cashcapture.adapter import config, router
+from cashcapture.adapter.server import AdapterServer
+from cashcapture.adapter.spool import Spool
+from cashcapture.core.store import Claim, Fill, make_engine, session_factory
 
 
 def _count(db_url: str, model) -> int:

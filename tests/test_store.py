@@ -11,7 +11,7 @@ from _store_helpers import add_pharmacy, capture, fill_fields
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
-from cashcapture.store import (
+from cashcapture.core.store import (
     Claim,
     DuplicateFill,
     Fill,

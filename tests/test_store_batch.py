@@ -16,7 +16,7 @@ from _store_helpers import add_pharmacy, capture, fill_fields, hold_committer
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from cashcapture.store import (
+from cashcapture.core.store import (
     BatchUnit,
     Claim,
     Fill,
@@ -28,7 +28,11 @@ from cashcapture.store import (
     session_factory,
     writer_engine,
 )
-from cashcapture.store.repo import StaleFill, find_fills, write_batch  # internal: tested directly
+from cashcapture.core.store.repo import (  # internal: tested directly
+    StaleFill,
+    find_fills,
+    write_batch,
+)
 
 DOS = dt.date(2024, 3, 4)
 INGREDIENTS = [

@@ -8,7 +8,7 @@ import pytest
 from _store_helpers import capture, hold_committer
 from sqlalchemy import event, func, select
 
-from cashcapture.store import Claim, DuplicateFill, Fill, GroupCommitter, session_factory
+from cashcapture.core.store import Claim, DuplicateFill, Fill, GroupCommitter, session_factory
 
 
 def _count(engine, model) -> int:

@@ -10,7 +10,7 @@ from _sftp_server import remote_files, settings_for, sftp_server  # noqa: F401
 from _store_helpers import add_pharmacy, capture
 from sqlalchemy import select
 
-from cashcapture.store import (
+from cashcapture.core.store import (
     Fill,
     Submission,
     SubmissionRecord,

@@ -14,7 +14,7 @@ from _extract_helpers import TODAY, good_fill, pharmacies, sessions, settings  #
 from _sftp_server import remote_files, sftp_server  # noqa: F401
 from sqlalchemy import func, select
 
-from cashcapture.store import Fill, Submission, SubmissionRecord
+from cashcapture.core.store import Fill, Submission, SubmissionRecord
 from extract.daily import extract
 from extract.sftp_server import LoopbackSftpServer
 

@@ -16,11 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import cli
-from extract.asap.samples import fill, patient, pharmacy, records, sample_file
-from extract.reader import AsapError, read
-from extract.records import Record
-from extract.rules.ky import KY, KY_PO_BOX_REJECT
-from extract.validate import (
+from cashcapture.core.pmp.asap.samples import fill, patient, pharmacy, records, sample_file
+from cashcapture.core.pmp.records import Record
+from cashcapture.core.pmp.rules.ky import KY, KY_PO_BOX_REJECT
+from cashcapture.core.pmp.validate import (
     FATAL,
     REJECT,
     WARNING,
@@ -30,6 +29,7 @@ from extract.validate import (
     validate,
     validate_record,
 )
+from extract.reader import AsapError, read
 from extract.writer import AsapWriter
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "asap"
@@ -46,7 +46,7 @@ class SetDrugList:
 
 def _file_with_last(bad: Record, before: int, day: date | None = None) -> bytes:
     """`before` good records of one pharmacy, then `bad` as record before+1."""
-    from extract.asap.samples import header
+    from cashcapture.core.pmp.asap.samples import header
 
     buf = io.BytesIO()
     with AsapWriter(buf, header("T1")) as w:
@@ -136,7 +136,7 @@ GUIDE_REJECT_TABLE = [  # noqa: E501 (the guide's rows, one a line)
 
 
 def test_guide_submission_details_reject_table():
-    from extract.asap.samples import header
+    from cashcapture.core.pmp.asap.samples import header
 
     pha = replace(pharmacy(0), dea="AA3137777")
     po_box_ndcs = {row[4] for row in GUIDE_REJECT_TABLE if "PAT_" in row[5]}
@@ -208,7 +208,7 @@ def test_guide_submission_details_reject_table():
     ],
 )  # fmt: skip
 def test_record_rules(pat, dsp, element, text):
-    from extract.asap.samples import NDCS
+    from cashcapture.core.pmp.asap.samples import NDCS
 
     rec = _bad(pat, dsp)
     problems = validate_record(rec, drug_list=SetDrugList(NDCS), today=TODAY)
@@ -249,7 +249,7 @@ def test_po_box_is_a_setting():
 
 
 def test_compound_rules():
-    from extract.asap.samples import NDCS, compound_fill
+    from cashcapture.core.pmp.asap.samples import NDCS, compound_fill
 
     c = compound_fill(3)
     rec = Record(pharmacy(0), patient(3), c)
@@ -298,7 +298,7 @@ def test_file_level_checks_fail_the_file():
 
 
 def _fixture_reports():
-    from cashcapture import drugs
+    from cashcapture.core import drugs
 
     dl = drugs.load("KY")
     for path in sorted(FIXTURES.glob("*.dat")):

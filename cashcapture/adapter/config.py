@@ -1,0 +1,226 @@
+"""Adapter settings from a TOML file; every setting has a default.
+
+One file serves every part (fixtures/cashcapture.toml shows each setting and
+its default; a test keeps it complete): the adapter reads the sections of
+`configfile.SECTIONS` it owns and leaves the others to the part they belong to
+(`[extract]` and `[sftp]`: extract/settings.py checks them), while a section
+nobody owns is refused by every part, so a misspelt one is never ignored.
+
+Routes are written ``BIN`` or ``BIN/PCN``: a route without a PCN matches every
+PCN of that BIN, and a route with a PCN wins over one without.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from cashcapture.adapter import framing
+from cashcapture.core.configfile import SECTIONS as SECTIONS  # re-exported: the adapter's view
+from cashcapture.core.configfile import ConfigError, check_sections, read
+
+DEFAULT_DB = "sqlite:///cashcapture.db"
+DEFAULT_UPSTREAM_TIMEOUT = 8.0
+
+
+@dataclass(frozen=True)
+class BinPcn:
+    bin: str
+    pcn: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> BinPcn:
+        bin_, _, pcn = str(text).strip().partition("/")
+        if not (bin_.isdigit() and len(bin_) == 6):
+            raise ConfigError(f"BIN must be 6 digits, got {bin_!r} in {text!r}")
+        pcn = pcn.strip()
+        if len(pcn) > 10:
+            raise ConfigError(f"PCN longer than 10 characters in {text!r}")
+        return cls(bin_, pcn or None)
+
+    def __str__(self) -> str:
+        return self.bin if self.pcn is None else f"{self.bin}/{self.pcn}"
+
+
+@dataclass(frozen=True)
+class Listener:
+    host: str = "127.0.0.1"
+    port: int = 5010
+    framing: str = framing.DEFAULT_FRAMING
+
+
+@dataclass(frozen=True)
+class PayerRoute:
+    route: BinPcn
+    host: str
+    port: int
+    framing: str = framing.DEFAULT_FRAMING
+    timeout: float = DEFAULT_UPSTREAM_TIMEOUT
+
+
+@dataclass(frozen=True)
+class Config:
+    listeners: tuple[Listener, ...] = (Listener(),)
+    idle_timeout: float = 120.0
+    max_message_size: int = 8192
+    cash: tuple[BinPcn, ...] = ()
+    certification: tuple[BinPcn, ...] = ()
+    payers: tuple[PayerRoute, ...] = ()
+    db: str = DEFAULT_DB
+    state: str = "KY"
+    drug_list: str | None = None
+    metrics_port: int = 0
+    workers: int = 1
+    shutdown_grace: float = 10.0
+    log_level: str = "INFO"
+    commit_max_batch: int = 256
+    spool: str = ""  # "": beside a SQLite database, else ./cashcapture.spool (spool.spool_path)
+
+
+_ADAPTER_KEYS = {
+    "idle_timeout": float,
+    "max_message_size": int,
+    "db": str,
+    "state": str,
+    "drug_list": str,
+    "metrics_port": int,
+    "workers": int,
+    "shutdown_grace": float,
+    "log_level": str,
+    "commit_max_batch": int,
+    "spool": str,
+}
+
+
+def _typed(section: str, key: str, value: object, kind: type) -> object:
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ConfigError(f"{section}.{key} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def _unknown(section: str, table: dict, known: set[str]) -> None:
+    extra = sorted(set(table) - known)
+    if extra:
+        raise ConfigError(f"unknown setting(s) in {section}: {', '.join(extra)}")
+
+
+def _port(section: str, value: object) -> int:
+    port = _typed(section, "port", value, int)
+    if not 0 <= port <= 65535:  # type: ignore[operator]
+        raise ConfigError(f"{section}.port out of range: {port}")
+    return port  # type: ignore[return-value]
+
+
+def _framing(section: str, value: object) -> str:
+    try:
+        return framing.check(str(value))
+    except ValueError as exc:
+        raise ConfigError(f"{section}.framing: {exc}") from None
+
+
+def from_dict(data: dict) -> Config:
+    """Build a Config from parsed TOML, checking every key of the adapter's sections."""
+    check_sections(data)
+    adapter = data.get("adapter", {})
+    _unknown("[adapter]", adapter, set(_ADAPTER_KEYS))
+    kw: dict = {k: _typed("adapter", k, v, _ADAPTER_KEYS[k]) for k, v in adapter.items()}
+
+    listeners = []
+    for i, item in enumerate(data.get("listeners", [])):
+        sec = f"listeners[{i}]"
+        _unknown(sec, item, {"host", "port", "framing"})
+        listeners.append(
+            Listener(
+                host=str(item.get("host", Listener.host)),
+                port=_port(sec, item.get("port", Listener.port)),
+                framing=_framing(sec, item.get("framing", framing.DEFAULT_FRAMING)),
+            )
+        )
+    if listeners:
+        kw["listeners"] = tuple(listeners)
+
+    routes = data.get("routes", {})
+    _unknown("[routes]", routes, {"cash", "certification"})
+    for key in ("cash", "certification"):
+        if key in routes:
+            kw[key] = tuple(BinPcn.parse(r) for r in routes[key])
+
+    payers = []
+    for i, item in enumerate(data.get("payers", [])):
+        sec = f"payers[{i}]"
+        _unknown(sec, item, {"route", "host", "port", "framing", "timeout"})
+        for need in ("route", "host", "port"):
+            if need not in item:
+                raise ConfigError(f"{sec}.{need} is required")
+        timeout = _typed(sec, "timeout", item.get("timeout", DEFAULT_UPSTREAM_TIMEOUT), float)
+        if timeout <= 0:  # type: ignore[operator]
+            raise ConfigError(f"{sec}.timeout must be positive")
+        payers.append(
+            PayerRoute(
+                route=BinPcn.parse(item["route"]),
+                host=str(item["host"]),
+                port=_port(sec, item["port"]),
+                framing=_framing(sec, item.get("framing", framing.DEFAULT_FRAMING)),
+                timeout=timeout,  # type: ignore[arg-type]
+            )
+        )
+    kw["payers"] = tuple(payers)
+    cfg = Config(**kw)
+    _check(cfg)
+    return cfg
+
+
+def _check(cfg: Config) -> None:
+    if cfg.max_message_size < 56:
+        raise ConfigError("adapter.max_message_size must be at least 56 (one header)")
+    if cfg.workers < 1:
+        raise ConfigError("adapter.workers must be at least 1")
+    if cfg.idle_timeout <= 0:
+        raise ConfigError("adapter.idle_timeout must be positive")
+    seen: dict[BinPcn, str] = {}
+    for kind, routes in (
+        ("cash", cfg.cash),
+        ("certification", cfg.certification),
+        ("payers", tuple(p.route for p in cfg.payers)),
+    ):
+        for r in routes:
+            if r in seen:
+                raise ConfigError(f"route {r} listed in both {seen[r]} and {kind}")
+            seen[r] = kind
+
+
+def load(path: str | Path | None) -> Config:
+    """Read a TOML file (None: all defaults). Raises ConfigError with one clear line."""
+    return from_dict({} if path is None else read(path))
+
+
+def override(
+    cfg: Config,
+    *,
+    db: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    cash_bins: tuple[str, ...] = (),
+    workers: int | None = None,
+) -> Config:
+    """Apply command-line overrides (--host/--port replace the first listener)."""
+    changes: dict = {}
+    if db:
+        changes["db"] = db
+    if host is not None or port is not None:
+        first = cfg.listeners[0]
+        first = replace(
+            first,
+            host=first.host if host is None else host,
+            port=first.port if port is None else port,
+        )
+        changes["listeners"] = (first, *cfg.listeners[1:])
+    if cash_bins:
+        changes["cash"] = tuple(BinPcn.parse(b) for b in cash_bins)
+    if workers is not None:
+        changes["workers"] = workers
+    out = replace(cfg, **changes)
+    _check(out)
+    return out

@@ -1,0 +1,263 @@
+"""The asyncio TCP server: listeners, connections, shutdown, worker processes.
+
+Each connection carries any number of messages, one answered at a time in
+arrival order. A connection silent for ``idle_timeout`` is closed. A frame
+that cannot be read is answered with a reject when a request header can be
+read from it, and the connection is closed (the stream is out of step).
+On SIGTERM the listeners close, idle connections are dropped, claims in
+flight finish and are answered, and the group committer drains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+from collections.abc import Callable
+
+from cashcapture.adapter import framing, logs
+from cashcapture.adapter.config import Config, Listener
+from cashcapture.adapter.metrics import Metrics
+from cashcapture.adapter.router import Router
+from cashcapture.core import drugs
+from cashcapture.core.store import GroupCommitter, make_engine, upgrade
+
+log = logging.getLogger("cashcapture.adapter.server")
+
+
+class Connection:
+    """One client connection: read, decode frames, answer each in turn."""
+
+    def __init__(self, server: AdapterServer, listener: Listener, reader, writer) -> None:
+        self.server = server
+        self.listener = listener
+        self.reader: asyncio.StreamReader = reader
+        self.writer: asyncio.StreamWriter = writer
+        self.decoder = framing.decoder(listener.framing, server.cfg.max_message_size)
+        self.busy = False
+        self.idle = False
+        self.deadline = 0.0
+        self.watchdog: asyncio.TimerHandle | None = None
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        idle = self.server.cfg.idle_timeout
+        # One watchdog per connection, re-armed lazily: no timer per read.
+        self.deadline = loop.time() + idle
+        self.watchdog = loop.call_at(self.deadline, self._watch, loop, idle)
+        try:
+            while not self.server.draining:
+                if not await self._answer_pending():
+                    return
+                if self.server.draining or self.idle:
+                    return
+                chunk = await self.reader.read(65536)
+                if not chunk:
+                    return
+                self.deadline = loop.time() + idle
+                self.decoder.feed(chunk)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            if self.watchdog is not None:
+                self.watchdog.cancel()
+            self.writer.close()
+
+    def _watch(self, loop: asyncio.AbstractEventLoop, idle: float) -> None:
+        """Close the connection once nothing came for ``idle`` seconds and nothing is in hand."""
+        now = loop.time()
+        if self.busy:
+            self.deadline = now + idle
+        if now < self.deadline:
+            self.watchdog = loop.call_at(self.deadline, self._watch, loop, idle)
+            return
+        self.idle = True
+        logs.event(log, "idle_timeout", framing=self.listener.framing)
+        self.writer.close()  # the pending read then sees end of stream
+
+    async def _answer_pending(self) -> bool:
+        """Answer every complete frame received so far; False when the connection must end."""
+        while True:
+            frame = self.decoder.next_frame()
+            if frame is None:
+                return True
+            self.busy = True
+            try:
+                if isinstance(frame, framing.FrameError):
+                    self.server.metrics.frame_errors.labels(self.listener.framing).inc()
+                    logs.event(
+                        log, "frame_error", logging.WARNING,
+                        framing=self.listener.framing, reason=frame.reason,
+                    )  # fmt: skip
+                    if frame.payload is not None:
+                        reply = await self.server.router.handle(frame.payload, payload_only=True)
+                        if reply.data is not None:
+                            await self._send(reply.data)
+                    return False
+                reply = await self.server.router.handle(frame)
+                if reply.data is None:
+                    return False
+                await self._send(reply.data)
+            finally:
+                self.busy = False
+
+    async def _send(self, data: bytes) -> None:
+        self.writer.write(framing.encode(self.listener.framing, data))
+        await self.writer.drain()
+        self.deadline = asyncio.get_running_loop().time() + self.server.cfg.idle_timeout
+
+
+class AdapterServer:
+    """Listeners + router + group committer of one process."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        schedule_of: Callable[[str], str | None],
+        *,
+        metrics: Metrics | None = None,
+        reuse_port: bool = False,
+        worker: int = 0,
+    ) -> None:
+        self.cfg = cfg
+        self.metrics = metrics or Metrics()
+        self.engine = make_engine(cfg.db)
+        self.committer = GroupCommitter(self.engine, max_batch=cfg.commit_max_batch).start()
+        self.router = Router(cfg, self.committer, schedule_of, self.metrics)
+        self.reuse_port = reuse_port
+        self.worker = worker
+        self.servers: list[asyncio.Server] = []
+        self.connections: set[Connection] = set()
+        self.draining = False
+        self.stopped = asyncio.Event()
+
+    @property
+    def ports(self) -> list[int]:
+        return [s.sockets[0].getsockname()[1] for s in self.servers]
+
+    async def start(self) -> None:
+        await self.router.start()  # the capture spool is replayed before the first claim
+        for listener in self.cfg.listeners:
+            server = await asyncio.start_server(
+                lambda r, w, li=listener: self._accept(li, r, w),
+                listener.host,
+                listener.port,
+                reuse_port=self.reuse_port or None,
+                backlog=1024,
+            )
+            self.servers.append(server)
+            logs.event(
+                log, "listening", host=listener.host,
+                port=server.sockets[0].getsockname()[1], framing=listener.framing,
+                worker=self.worker, pid=os.getpid(),
+            )  # fmt: skip
+
+    async def _accept(self, listener: Listener, reader, writer) -> None:
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn = Connection(self, listener, reader, writer)
+        if self.draining:
+            writer.close()
+            return
+        self.connections.add(conn)
+        try:
+            await conn.run()
+        finally:
+            self.connections.discard(conn)
+
+    async def shutdown(self) -> None:
+        """Stop listening, drop idle connections, let claims in flight finish."""
+        if self.draining:
+            return
+        self.draining = True
+        logs.event(log, "draining", in_flight=sum(c.busy for c in self.connections))
+        for s in self.servers:
+            s.close()
+        for conn in list(self.connections):
+            if not conn.busy:
+                conn.writer.close()
+        deadline = asyncio.get_running_loop().time() + self.cfg.shutdown_grace
+        while any(c.busy for c in self.connections):
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.to_thread(self.committer.close)
+        self.router.close()
+        self.engine.dispose()
+        logs.event(log, "stopped", worker=self.worker)
+        self.stopped.set()
+
+
+async def run(
+    cfg: Config,
+    schedule_of: Callable[[str], str | None],
+    *,
+    reuse_port: bool = False,
+    worker: int = 0,
+) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+    metrics = Metrics()
+    if cfg.metrics_port:
+        metrics.serve(cfg.metrics_port + worker)
+    server = AdapterServer(cfg, schedule_of, metrics=metrics, reuse_port=reuse_port, worker=worker)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(server.shutdown()))
+    await server.stopped.wait()
+
+
+def schedule_factory(cfg: Config) -> Callable[[str], str | None]:
+    """The drug list's schedule look-up: the configured list file, else the shipped one."""
+    if cfg.drug_list:
+        with open(cfg.drug_list, encoding="utf-8") as fh:
+            drug_list = drugs.DrugList(drugs.read_list(fh.read(), cfg.state))
+    else:
+        drug_list = drugs.load(cfg.state)
+
+    def schedule_of(ndc: str) -> str | None:
+        drug = drug_list.lookup(ndc)
+        return drug.schedule if drug is not None else None
+
+    return schedule_of
+
+
+def _worker_main(cfg: Config, worker: int) -> None:
+    logs.setup(cfg.log_level)
+    asyncio.run(run(cfg, schedule_factory(cfg), reuse_port=True, worker=worker))
+
+
+def serve(cfg: Config) -> None:
+    """Run the adapter: in this process, or as ``cfg.workers`` processes sharing the ports.
+
+    Migrations run once here, before any worker starts. With several workers
+    every listener needs a fixed port (SO_REUSEPORT spreads connections).
+    """
+    upgrade(cfg.db)
+    if cfg.workers == 1:
+        asyncio.run(run(cfg, schedule_factory(cfg)))
+        return
+    if any(li.port == 0 for li in cfg.listeners):
+        raise ValueError("several workers need fixed listener ports (port 0 given)")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=_worker_main, args=(cfg, k), name=f"worker-{k}")
+        for k in range(cfg.workers)
+    ]
+    for p in procs:
+        p.start()
+    logs.event(log, "workers_started", workers=cfg.workers, pid=os.getpid())
+
+    def forward(signum, _frame) -> None:
+        for p in procs:
+            if p.is_alive() and p.pid is not None:
+                os.kill(p.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for p in procs:
+        p.join()

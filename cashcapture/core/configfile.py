@@ -1,0 +1,56 @@
+"""The one TOML config file every part reads: its sections, how it is read, the database.
+
+It sits apart from the adapter's `config` (which pulls in framing) so that the
+extract checks the file against the same `SECTIONS` table and resolves the
+database URL in the same order as `serve`, without importing the adapter.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names it, on one line."""
+
+
+# Every top-level key of the config file -> the part that reads and checks it.
+SECTIONS: dict[str, str] = {
+    "adapter": "adapter",  # cashcapture/config.py
+    "listeners": "adapter",
+    "routes": "adapter",
+    "payers": "adapter",
+    "extract": "extract",  # extract/settings.py: the daily extract
+    "sftp": "extract",  # extract/settings.py: the SFTP submitter
+}
+
+
+def check_sections(data: dict[str, Any]) -> None:
+    """Refuse a section no part owns, so a misspelt one is never silently ignored."""
+    extra = sorted(set(data) - set(SECTIONS))
+    if extra:
+        known = ", ".join(SECTIONS)
+        raise ConfigError(f"unknown section(s) in config: {', '.join(extra)} (known: {known})")
+
+
+def read(path: str | Path) -> dict[str, Any]:
+    """The parsed file, its sections checked; ConfigError with one line otherwise."""
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+    check_sections(data)
+    return data
+
+
+def database_url(given: str | None, configured: str | None = None) -> str:
+    """--db, then $CASHCAPTURE_DB, then the file's `[adapter] db`, then the default SQLite file."""
+    from cashcapture.core.store.engine import DEFAULT_URL, ENV_VAR
+
+    return given or os.environ.get(ENV_VAR) or configured or DEFAULT_URL

@@ -1,0 +1,215 @@
+"""Pharmacy registry: validation of identifiers and all-or-nothing CSV import.
+
+The state knows a pharmacy by its DEA number (ASAP PHA03), so it is required
+and checked: two letters (registrant type, then the first letter of the
+registrant's name or 9), six digits and a check digit where
+(d1 + d3 + d5) + 2 * (d2 + d4 + d6) ends in d7. The NPI check digit is the
+Luhn digit of the number prefixed with 80840. The submitter ID and RegKey go
+into the state's file name (PMP_KY_SubmitterID_RegKey_CCYYMMDDHHMMSS.dat), so
+the registry takes only what the collector's `file_name` takes: the name's
+rule is the one definition. Lookups by provider ID are in
+`cashcapture.core.store.repo.find_pharmacy`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cashcapture.core.pmp.filenames import file_name
+from cashcapture.core.store.models import Pharmacy
+
+_DEA = re.compile(r"^[A-Z][A-Z9]\d{7}$")
+FILE_NAME_PART_MAX = 40  # the registry's column width
+_ANY_TIME = datetime(2000, 1, 1)
+
+
+class RegistryError(ValueError):
+    """A bad pharmacy row; the message names the row and column, never patient data."""
+
+    def __init__(self, message: str, column: str | None = None, detail: str | None = None):
+        super().__init__(message)
+        self.column = column
+        self.detail = detail or message
+
+
+def dea_ok(dea: str) -> bool:
+    """True for a well-formed DEA registration number with a valid check digit."""
+    if not _DEA.match(dea):
+        return False
+    d = [int(c) for c in dea[2:]]
+    return (d[0] + d[2] + d[4] + 2 * (d[1] + d[3] + d[5])) % 10 == d[6]
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, c in enumerate(reversed(digits)):
+        n = int(c)
+        if i % 2 == 1:
+            n = n * 2 - 9 if n > 4 else n * 2
+        total += n
+    return total % 10 == 0
+
+
+def npi_ok(npi: str) -> bool:
+    """True for a 10-digit NPI whose check digit is the Luhn digit of 80840 + NPI."""
+    return len(npi) == 10 and npi.isdigit() and luhn_ok("80840" + npi)
+
+
+def file_name_part_ok(value: str) -> bool:
+    """True when the writer can put ``value`` in a file name as the submitter ID or RegKey."""
+    if len(value) > FILE_NAME_PART_MAX:
+        return False
+    try:
+        file_name(value, value, _ANY_TIME)
+    except ValueError:
+        return False
+    return True
+
+
+#: Named checks of `Column.check`; any other check is a regular expression.
+CHECKS: dict[str, Callable[[str], bool]] = {
+    "dea": dea_ok,
+    "npi": npi_ok,
+    "file_name": file_name_part_ok,
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str  # CSV header and `Pharmacy` attribute
+    required: bool
+    check: str  # a name in CHECKS, or a regular expression
+    what: str  # said in the error
+
+    def clean(self, raw: str | None) -> str | None:
+        value = (raw or "").strip()
+        if not value:
+            if self.required:
+                raise ValueError(f"{self.name} is required")
+            return None
+        if self.name in ("dea", "state"):
+            value = value.upper()
+        named = CHECKS.get(self.check)
+        if named is not None:
+            ok = named(value)
+        else:
+            ok = re.fullmatch(self.check, value) is not None
+        if not ok:
+            raise ValueError(f"{self.name} {value!r} is not {self.what}")
+        return value
+
+
+_FILE_NAME_PART = (
+    f"letters and digits only, at most {FILE_NAME_PART_MAX} "
+    "(it goes into the file name PMP_KY_SubmitterID_RegKey_CCYYMMDDHHMMSS.dat)"
+)
+
+#: One table drives `pharmacy add` options, CSV import columns and checks.
+COLUMNS: tuple[Column, ...] = (
+    Column("dea", True, "dea", "a DEA number with a valid check digit"),
+    Column("name", True, r".{1,60}", "a name of at most 60 characters"),
+    Column("ncpdp_id", False, r"\d{7}", "a 7-digit NCPDP provider ID"),
+    Column("npi", False, "npi", "a 10-digit NPI with a valid check digit"),
+    Column("address1", False, r".{1,30}", "an address of at most 30 characters"),
+    Column("address2", False, r".{1,30}", "an address of at most 30 characters"),
+    Column("city", False, r".{1,25}", "a city of at most 25 characters"),
+    Column("state", False, r"[A-Z]{2}", "a 2-letter state code"),
+    Column("zip", False, r"\d{5}(\d{4})?", "a 5- or 9-digit ZIP code"),
+    Column("phone", False, r"\d{10}", "a 10-digit phone number"),
+    Column("chain", False, r".{1,60}", "a chain name of at most 60 characters"),
+    Column("submitter_id", False, "file_name", _FILE_NAME_PART),
+    Column("reg_key", False, "file_name", _FILE_NAME_PART),
+    Column("active", False, r"(?i)(y|yes|n|no|true|false|1|0)", "yes or no"),
+)
+COLUMN_NAMES = tuple(c.name for c in COLUMNS)
+
+
+def clean_row(row: Mapping[str, str | None]) -> dict[str, object]:
+    """Checked `Pharmacy` fields from raw strings; raises RegistryError naming the column."""
+    unknown = set(row) - set(COLUMN_NAMES)
+    if unknown:
+        raise RegistryError(f"unknown column {sorted(unknown)[0]!r}")
+    fields: dict[str, object] = {}
+    for column in COLUMNS:
+        try:
+            value = column.clean(row.get(column.name))
+        except ValueError as exc:
+            raise RegistryError(f"column {column.name}: {exc}", column.name, str(exc)) from None
+        if value is not None:
+            fields[column.name] = value
+    if "active" in fields:
+        fields["active"] = str(fields["active"]).lower() in ("y", "yes", "true", "1")
+    fields.setdefault("state", "KY")
+    return fields
+
+
+def _conflicts(session: Session, rows: list[dict[str, object]]) -> None:
+    """Refuse a DEA, NCPDP ID or NPI used twice in the rows or already registered."""
+    for key in ("dea", "ncpdp_id", "npi"):
+        seen: dict[object, int] = {}
+        for n, fields in enumerate(rows, start=1):
+            value = fields.get(key)
+            if value is None:
+                continue
+            if value in seen:
+                raise RegistryError(f"row {n}: column {key}: {value} repeats row {seen[value]}")
+            seen[value] = n
+        if not seen:
+            continue
+        column = getattr(Pharmacy, key)
+        taken = set(session.scalars(select(column).where(column.in_(list(seen)))))
+        for value, n in seen.items():
+            if value in taken:
+                raise RegistryError(f"row {n}: column {key}: {value} is already registered")
+
+
+def add_pharmacies(session: Session, rows: Iterable[dict[str, object]]) -> list[Pharmacy]:
+    """Add cleaned rows after checking them against each other and the registry (no commit)."""
+    rows = list(rows)
+    _conflicts(session, rows)
+    pharmacies = [Pharmacy(**fields) for fields in rows]
+    session.add_all(pharmacies)
+    session.flush()
+    return pharmacies
+
+
+def read_csv(text: str) -> list[dict[str, object]]:
+    """Cleaned rows of a registry CSV (header = column names); first bad row raises.
+
+    Row numbers count data rows from 1, as a spreadsheet shows them below the header.
+    """
+    reader = csv.DictReader(io.StringIO(text))
+    if reader.fieldnames is None:
+        raise RegistryError("empty file: expected a header line with column names")
+    header = [h.strip() for h in reader.fieldnames]
+    if unknown := [h for h in header if h not in COLUMN_NAMES]:
+        raise RegistryError(f"header: unknown column {unknown[0]!r}")
+    if "dea" not in header or "name" not in header:
+        raise RegistryError("header: columns dea and name are required")
+    reader.fieldnames = header
+    rows = []
+    for n, raw in enumerate(reader, start=1):
+        if None in raw:
+            raise RegistryError(f"row {n}: more values than columns")
+        try:
+            rows.append(clean_row(raw))
+        except RegistryError as exc:
+            raise RegistryError(f"row {n}: {exc}") from None
+    return rows
+
+
+def import_csv(session: Session, text: str) -> list[Pharmacy]:
+    """Add every row of a registry CSV, or none (raises RegistryError; caller rolls back)."""
+    return add_pharmacies(session, read_csv(text))
+
+
+def list_pharmacies(session: Session) -> list[Pharmacy]:
+    return list(session.scalars(select(Pharmacy).order_by(Pharmacy.id)))

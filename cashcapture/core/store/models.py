@@ -1,0 +1,310 @@
+"""Tables of the capture store (SQLAlchemy 2 typed models).
+
+Identity lives in the database: a fill is unique per pharmacy, Rx number,
+fill number and date of service (what a B2 or B3 matches on), so several
+adapter processes sharing one PostgreSQL database cannot double a fill.
+
+Fill fields are stored normalised, one column per ASAP 4.1 element the state
+needs (the element id is in each column's comment), so the extract maps
+columns to elements without parsing claims again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from cashcapture.core.store.types import Id, Quantity, UTCDateTime, utcnow
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Vocabularies (stored as short strings; CHECK constraints keep them honest).
+ROUTES = ("cash", "insured", "certification")
+FILL_ROUTES = ("cash", "insured")
+FILL_STATES = ("new", "revised", "voided")
+SUBMISSION_STATES = ("written", "uploading", "uploaded", "processed", "failed")
+# ASAP DSP01 reporting status codes.
+NEW_RECORD, REVISED_RECORD, VOID_RECORD = "00", "01", "02"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Pharmacy(Base):
+    """A registered dispenser; the state knows it by its DEA number (PHA03)."""
+
+    __tablename__ = "pharmacies"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    dea: Mapped[str] = mapped_column(String(9), unique=True, comment="PHA03")
+    ncpdp_id: Mapped[str | None] = mapped_column(String(7), unique=True, comment="PHA02")
+    npi: Mapped[str | None] = mapped_column(String(10), unique=True, comment="PHA01")
+    name: Mapped[str] = mapped_column(String(60), comment="PHA04")
+    address1: Mapped[str | None] = mapped_column(String(30), comment="PHA05")
+    address2: Mapped[str | None] = mapped_column(String(30), comment="PHA06")
+    city: Mapped[str | None] = mapped_column(String(25), comment="PHA07")
+    state: Mapped[str] = mapped_column(String(2), default="KY", comment="PHA08")
+    zip: Mapped[str | None] = mapped_column(String(9), comment="PHA09")
+    phone: Mapped[str | None] = mapped_column(String(10), comment="PHA10")
+    chain: Mapped[str | None] = mapped_column(String(60))
+    submitter_id: Mapped[str | None] = mapped_column(
+        String(40), index=True, comment="pharmacies sharing it go in one file"
+    )
+    reg_key: Mapped[str | None] = mapped_column(String(40))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @property
+    def file_group(self) -> str:
+        """What one ASAP file covers: the submitter of a chain, else the store."""
+        return self.submitter_id or self.dea
+
+
+class Claim(Base):
+    """One NCPDP request as received, with the response sent for it."""
+
+    __tablename__ = "claims"
+    __table_args__ = (CheckConstraint(_in("route", ROUTES), name="route"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    answered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    transaction_code: Mapped[str] = mapped_column(String(2))
+    bin: Mapped[str] = mapped_column(String(6))
+    pcn: Mapped[str | None] = mapped_column(String(10))
+    route: Mapped[str] = mapped_column(String(13))
+    service_provider_id: Mapped[str | None] = mapped_column(String(15))
+    pharmacy_id: Mapped[int | None] = mapped_column(ForeignKey("pharmacies.id"))
+    status: Mapped[str | None] = mapped_column(
+        String(1), comment="response status of the first transaction: P D A R C ..."
+    )
+    reject_codes: Mapped[str | None] = mapped_column(String(200), comment="space separated")
+    content_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    request: Mapped[bytes] = mapped_column(LargeBinary)
+    response: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class Fill(Base):
+    """One captured dispensation, with every ASAP 4.1 field the state needs."""
+
+    __tablename__ = "fills"
+    __table_args__ = (
+        UniqueConstraint(
+            "pharmacy_id", "rx_number", "fill_number", "date_of_service", name="uq_fills_key"
+        ),
+        CheckConstraint(_in("state", FILL_STATES), name="state"),
+        CheckConstraint(_in("route", FILL_ROUTES), name="route"),
+        Index("ix_fills_report_queue", "needs_report", "pharmacy_id"),
+        Index("ix_fills_date_of_service", "date_of_service"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    pharmacy_id: Mapped[int] = mapped_column(ForeignKey("pharmacies.id"))
+    rx_number: Mapped[str] = mapped_column(String(25), comment="DSP02")
+    fill_number: Mapped[int] = mapped_column(Integer, comment="DSP06, 0 = new Rx")
+    date_of_service: Mapped[dt.date] = mapped_column(Date, comment="DSP05 date filled")
+
+    state: Mapped[str] = mapped_column(String(7), default="new")
+    route: Mapped[str] = mapped_column(String(7))
+    version: Mapped[int] = mapped_column(Integer, default=1, comment="bumped on every change")
+    needs_report: Mapped[bool] = mapped_column(Boolean, default=True)
+    reported_status: Mapped[str | None] = mapped_column(
+        String(2), comment="DSP01 last delivered: 00 01 02, NULL = never reported"
+    )
+    reported_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_submission_id: Mapped[int | None] = mapped_column(ForeignKey("submissions.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by_claim_id: Mapped[int | None] = mapped_column(ForeignKey("claims.id"))
+    updated_by_claim_id: Mapped[int | None] = mapped_column(ForeignKey("claims.id"))
+
+    # Patient (PAT)
+    patient_id_jurisdiction: Mapped[str | None] = mapped_column(String(2), comment="PAT01")
+    patient_id_qualifier: Mapped[str | None] = mapped_column(String(2), comment="PAT02")
+    patient_id: Mapped[str | None] = mapped_column(String(20), comment="PAT03")
+    patient_last_name: Mapped[str | None] = mapped_column(String(50), comment="PAT07")
+    patient_first_name: Mapped[str | None] = mapped_column(String(50), comment="PAT08")
+    patient_middle_name: Mapped[str | None] = mapped_column(String(30), comment="PAT09")
+    patient_address1: Mapped[str | None] = mapped_column(String(30), comment="PAT12")
+    patient_address2: Mapped[str | None] = mapped_column(String(30), comment="PAT13")
+    patient_city: Mapped[str | None] = mapped_column(String(20), comment="PAT14")
+    patient_state: Mapped[str | None] = mapped_column(String(2), comment="PAT15")
+    patient_zip: Mapped[str | None] = mapped_column(String(9), comment="PAT16")
+    patient_phone: Mapped[str | None] = mapped_column(String(10), comment="PAT17")
+    patient_dob: Mapped[dt.date | None] = mapped_column(Date, comment="PAT18")
+    patient_gender: Mapped[str | None] = mapped_column(String(1), comment="PAT19 M F U")
+    species: Mapped[str | None] = mapped_column(String(2), comment="PAT20 01 human 02 vet")
+    patient_country: Mapped[str | None] = mapped_column(String(20), comment="PAT22")
+
+    # Dispensing (DSP)
+    date_written: Mapped[dt.date | None] = mapped_column(Date, comment="DSP03")
+    refills_authorized: Mapped[int | None] = mapped_column(Integer, comment="DSP04")
+    product_id_qualifier: Mapped[str] = mapped_column(String(2), default="01", comment="DSP07")
+    ndc: Mapped[str] = mapped_column(String(15), comment="DSP08, 11-digit NDC")
+    quantity: Mapped[Decimal | None] = mapped_column(Quantity, comment="DSP09")
+    days_supply: Mapped[int | None] = mapped_column(Integer, comment="DSP10")
+    dosage_units: Mapped[str | None] = mapped_column(String(2), comment="DSP11")
+    rx_origin: Mapped[str | None] = mapped_column(String(2), comment="DSP12")
+    partial_fill: Mapped[str | None] = mapped_column(String(2), comment="DSP13 01 yes 02 no")
+    pharmacist_npi: Mapped[str | None] = mapped_column(String(10), comment="DSP14")
+    payment_type: Mapped[str | None] = mapped_column(String(2), comment="DSP16, 01 private pay")
+    schedule: Mapped[str | None] = mapped_column(String(3), comment="drug list: CII..CV")
+    compound: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    # Prescriber (PRE)
+    prescriber_npi: Mapped[str | None] = mapped_column(String(10), comment="PRE01")
+    prescriber_dea: Mapped[str | None] = mapped_column(String(9), comment="PRE02")
+    prescriber_last_name: Mapped[str | None] = mapped_column(String(50), comment="PRE05")
+    prescriber_first_name: Mapped[str | None] = mapped_column(String(50), comment="PRE06")
+    prescriber_phone: Mapped[str | None] = mapped_column(String(10))
+
+    pharmacy: Mapped[Pharmacy] = relationship()
+    created_by_claim: Mapped[Claim | None] = relationship(foreign_keys=[created_by_claim_id])
+    updated_by_claim: Mapped[Claim | None] = relationship(foreign_keys=[updated_by_claim_id])
+    ingredients: Mapped[list[FillIngredient]] = relationship(
+        back_populates="fill",
+        cascade="all, delete-orphan",
+        order_by="FillIngredient.sequence",
+        lazy="selectin",
+    )
+
+    @property
+    def key(self) -> tuple[int, str, int, dt.date]:
+        return (self.pharmacy_id, self.rx_number, self.fill_number, self.date_of_service)
+
+    @property
+    def reporting_status(self) -> str | None:
+        """The DSP01 code the next file must carry for this fill, None for nothing.
+
+        Voided before it was ever reported (or voided and that void delivered):
+        nothing. Voided after a new or revised record went: 02. Otherwise 01 when
+        the state already holds the record, else 00.
+        """
+        held = self.reported_status in (NEW_RECORD, REVISED_RECORD)
+        if self.state == "voided":
+            return VOID_RECORD if held else None
+        return REVISED_RECORD if held else NEW_RECORD
+
+
+class FillIngredient(Base):
+    """One ingredient of a compound fill (ASAP CDI)."""
+
+    __tablename__ = "fill_ingredients"
+    __table_args__ = (UniqueConstraint("fill_id", "sequence", name="uq_fill_ingredients_seq"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    fill_id: Mapped[int] = mapped_column(ForeignKey("fills.id", ondelete="CASCADE"), index=True)
+    sequence: Mapped[int] = mapped_column(Integer, comment="CDI01, from 1")
+    product_id_qualifier: Mapped[str] = mapped_column(String(2), default="01", comment="CDI02")
+    ndc: Mapped[str] = mapped_column(String(15), comment="CDI03")
+    quantity: Mapped[Decimal] = mapped_column(Quantity, comment="CDI04")
+    dosage_units: Mapped[str | None] = mapped_column(String(2), comment="CDI05")
+
+    fill: Mapped[Fill] = relationship(back_populates="ingredients")
+
+
+submission_pharmacies = Table(
+    "submission_pharmacies",
+    Base.metadata,
+    Column("submission_id", ForeignKey("submissions.id", ondelete="CASCADE"), primary_key=True),
+    Column("pharmacy_id", ForeignKey("pharmacies.id"), primary_key=True),
+)
+
+
+class Submission(Base):
+    """One ASAP file and its delivery: written -> uploading -> uploaded -> processed."""
+
+    __tablename__ = "submissions"
+    __table_args__ = (CheckConstraint(_in("state", SUBMISSION_STATES), name="state"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    file_name: Mapped[str] = mapped_column(String(200), unique=True)
+    submitter_id: Mapped[str] = mapped_column(String(40), index=True)
+    extract_date: Mapped[dt.date | None] = mapped_column(Date, index=True)
+    zero_report: Mapped[bool] = mapped_column(Boolean, default=False)
+    fill_date_min: Mapped[dt.date | None] = mapped_column(Date)
+    fill_date_max: Mapped[dt.date | None] = mapped_column(Date)
+    record_count: Mapped[int] = mapped_column(Integer, default=0)
+    valid_record_count: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[str] = mapped_column(String(9), default="written", index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    uploaded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    processed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    collector_status: Mapped[str | None] = mapped_column(String(40), comment="Accept, File Failed")
+    collector_answer: Mapped[str | None] = mapped_column(Text)
+    content: Mapped[bytes | None] = mapped_column(LargeBinary)
+    path: Mapped[str | None] = mapped_column(String(500))
+
+    pharmacies: Mapped[list[Pharmacy]] = relationship(secondary=submission_pharmacies)
+    records: Mapped[list[SubmissionRecord]] = relationship(
+        back_populates="submission", cascade="all, delete-orphan", lazy="raise_on_sql"
+    )
+
+
+class SubmissionRecord(Base):
+    """Which fill a file carries, as which DSP01 status and fill version.
+
+    Marking reported after upload reads these rows, so a fill revised while
+    its file was in flight stays queued for the next file.
+    """
+
+    __tablename__ = "submission_records"
+    __table_args__ = (UniqueConstraint("submission_id", "fill_id", name="uq_submission_records"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id", ondelete="CASCADE"))
+    fill_id: Mapped[int] = mapped_column(ForeignKey("fills.id"), index=True)
+    reporting_status: Mapped[str] = mapped_column(String(2), comment="DSP01 sent")
+    fill_version: Mapped[int] = mapped_column(Integer)
+
+    submission: Mapped[Submission] = relationship(back_populates="records")
+
+
+class RecordReject(Base):
+    """A record held back (by our validator or the collector): which fill, which element."""
+
+    __tablename__ = "record_rejects"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    submission_id: Mapped[int | None] = mapped_column(ForeignKey("submissions.id"), index=True)
+    fill_id: Mapped[int | None] = mapped_column(ForeignKey("fills.id"), index=True)
+    segment: Mapped[str | None] = mapped_column(String(3))
+    element: Mapped[str | None] = mapped_column(String(5))
+    code: Mapped[str | None] = mapped_column(String(20))
+    message: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def resolved(self) -> bool:
+        return self.resolved_at is not None
