@@ -10,13 +10,12 @@ import pytest
 from sqlalchemy import func, select
 
 from cashcapture.app import demo_claims
+from cashcapture.core.ids import dea_ok, npi_ok
 from cashcapture.core.pharmacies import (
     RegistryError,
-    dea_ok,
     file_name_part_ok,
     import_csv,
     list_pharmacies,
-    npi_ok,
     read_csv,
 )
 from cashcapture.core.pmp.filenames import file_name
@@ -42,6 +41,8 @@ def test_npi_luhn_with_80840_prefix():
     assert not npi_ok("1234567890")
     assert not npi_ok("123456789")
     assert not npi_ok("12345678a3")
+    assert not npi_ok("123456789\u00b3")  # a superscript digit is not a digit
+    assert not dea_ok("AB1234563\n") and not dea_ok("AB123456\u00b3")
 
 
 def test_fixture_pharmacies_are_valid_and_one_chain():

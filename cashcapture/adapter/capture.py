@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from cashcapture.core import drugs, pharmacies
+from cashcapture.core import drugs, ids
 from ncpdp import Segment, typed
 from ncpdp.dictionary import FIELDS, field_name
 from ncpdp.message import FS
@@ -305,7 +305,7 @@ def _dea_qualifier(raw: str, ctx: Context) -> None:
 
 def _dea(raw: str, ctx: Context) -> str:
     dea = raw.upper()
-    if not pharmacies.dea_ok(dea):
+    if not ids.dea_ok(dea):
         raise Invalid("not a valid DEA number")
     return dea
 

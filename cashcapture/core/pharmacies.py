@@ -23,10 +23,10 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cashcapture.core.ids import dea_ok, npi_ok
 from cashcapture.core.pmp.filenames import file_name
 from cashcapture.core.store.models import Pharmacy
 
-_DEA = re.compile(r"^[A-Z][A-Z9]\d{7}$")
 FILE_NAME_PART_MAX = 40  # the registry's column width
 _ANY_TIME = datetime(2000, 1, 1)
 
@@ -38,29 +38,6 @@ class RegistryError(ValueError):
         super().__init__(message)
         self.column = column
         self.detail = detail or message
-
-
-def dea_ok(dea: str) -> bool:
-    """True for a well-formed DEA registration number with a valid check digit."""
-    if not _DEA.match(dea):
-        return False
-    d = [int(c) for c in dea[2:]]
-    return (d[0] + d[2] + d[4] + 2 * (d[1] + d[3] + d[5])) % 10 == d[6]
-
-
-def luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, c in enumerate(reversed(digits)):
-        n = int(c)
-        if i % 2 == 1:
-            n = n * 2 - 9 if n > 4 else n * 2
-        total += n
-    return total % 10 == 0
-
-
-def npi_ok(npi: str) -> bool:
-    """True for a 10-digit NPI whose check digit is the Luhn digit of 80840 + NPI."""
-    return len(npi) == 10 and npi.isdigit() and luhn_ok("80840" + npi)
 
 
 def file_name_part_ok(value: str) -> bool:

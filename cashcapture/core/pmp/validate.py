@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
 
+from cashcapture.core.ids import dea_ok
 from cashcapture.core.pmp.asap import KIND_DATE, KIND_DECIMAL, KIND_NUMERIC, Element, table
 from cashcapture.core.pmp.asap.codec import (
     DECIMAL_PATTERN as _DECIMAL,
@@ -44,7 +45,6 @@ REJECT = "reject"
 WARNING = "warning"
 
 _TIME = re.compile(r"([01]\d|2[0-3])[0-5]\d(?:[0-5]\d)?\Z")
-_DEA = re.compile(r"[A-Z][A-Z9]\d{7}\Z")
 _DAYS = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 __all__ = [
@@ -54,8 +54,6 @@ __all__ = [
     "Problem",
     "Report",
     "Validator",
-    "dea_check_digit",
-    "dea_is_valid",
     "ssn_is_valid",
     "validate",
     "validate_record",
@@ -194,17 +192,6 @@ class Report:
 
 
 # --- pure helpers -----------------------------------------------------------
-
-
-def dea_check_digit(six_digits: str) -> int:
-    """(1st + 3rd + 5th) + 2 x (2nd + 4th + 6th), last digit."""
-    d = [ord(c) - 48 for c in six_digits]
-    return (d[0] + d[2] + d[4] + 2 * (d[1] + d[3] + d[5])) % 10
-
-
-def dea_is_valid(dea: str) -> bool:
-    """Two letters (second may be 9) and seven digits whose last is the check digit."""
-    return _DEA.match(dea) is not None and dea_check_digit(dea[2:8]) == ord(dea[8]) - 48
 
 
 def ssn_is_valid(ssn: str, max_area: int = 772) -> bool:
@@ -352,7 +339,7 @@ class Validator:
     def _c_dea(self, r: ElementRule, v: str, vals: list[str]) -> Iterable[Finding]:
         ok = self._dea_cache.get(v)
         if ok is None:
-            ok = self._dea_cache[v] = dea_is_valid(v)
+            ok = self._dea_cache[v] = dea_ok(v)
         return () if ok else ((r, "dea", None, REJECT),)
 
     def _c_us_state(self, r: ElementRule, v: str, vals: list[str]) -> Iterable[Finding]:

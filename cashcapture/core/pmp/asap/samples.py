@@ -37,7 +37,7 @@ DAY = date(2024, 3, 4)
 
 def dea(letters: str, six_digits: str) -> str:
     """A DEA number with its check digit."""
-    from cashcapture.core.pmp.validate import dea_check_digit
+    from cashcapture.core.ids import dea_check_digit
 
     return f"{letters}{six_digits}{dea_check_digit(six_digits)}"
 
