@@ -325,7 +325,8 @@ def test_patient_id_tables_agree_with_the_asap_code_list_and_the_state_s_rules()
     # NCPDP 331-CX (External Code List) -> ASAP PAT02, written out from the sources
     expected = {"01": "07", "02": "06", "03": "01", "07": "02", "08": "05", "12": "04", "14": "08"}
     assert {k: capture.PATIENT_ID_QUALIFIER[k] for k in expected} == expected
-    rows = csv.DictReader((ROOT / "cashcapture" / "core" / "pmp" / "asap" / "data" / "code-lists.csv").open())
+    lists = ROOT / "cashcapture" / "core" / "pmp" / "asap" / "data" / "code-lists.csv"
+    rows = csv.DictReader(lists.open())
     pat02 = {r["code"] for r in rows if r["list"] == "PAT02 ID qualifier"}
     assert set(capture.PATIENT_ID_QUALIFIER.values()) <= pat02
     ky = for_state("KY")
