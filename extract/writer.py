@@ -69,6 +69,10 @@ class AsapWriter:
             # TH09 is the terminator itself: keep it even though it is the last element.
             text = join(elements[:-1], self._sep, self._term, 1) + self._sep + elements[-1]
         else:
+            if len(elements) == 1:
+                # An empty segment still carries one separator (PRE*~), as every other
+                # writer sends it; bare IDs are dropped by some parsers, miscounting TP01.
+                elements = [elements[0], ""]
             text = join(elements, self._sep, self._term, self.segments + 1)
         self._out.write((text + self._term).encode("latin-1", "replace"))
         self.segments += 1
@@ -196,8 +200,8 @@ def zero_report(header: Header, pharmacy: Pharmacy, start: date, end: date) -> A
     """Nothing to report for `pharmacy` from `start` to `end`.
 
     IS03 carries the period, PAT07/PAT08 REPORT/ZERO, DSP05 the end date, and
-    empty PRE, CDI and AIR follow as the known zero-report writers send them
-    (TP01 = 7, TT02 = 10).
+    empty PRE, CDI and AIR follow as the known zero-report writers send them,
+    each with one separator (``PRE*~CDI*~AIR*~``; TP01 = 7, TT02 = 10).
     """
     fill = Dispensation(
         date_filled=end,

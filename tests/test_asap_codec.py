@@ -54,7 +54,7 @@ def test_zero_report_layout_and_counts():
     segs = data.split("~")
     assert data.startswith("TH*4.1*Z1*01**20240305*020000*P**~~IS*KY*PMP Program*")
     assert "IS*KY*PMP Program*#20240226#-#20240303#~" in data
-    assert "PAT*******REPORT*ZERO~DSP*00****20240303~PRE~CDI~AIR~TP*7~TT*Z1*10~" in data
+    assert "PAT*******REPORT*ZERO~DSP*00****20240303~PRE*~CDI*~AIR*~TP*7~TT*Z1*10~" in data
     assert segs[-1] == ""
 
 
@@ -242,3 +242,22 @@ def test_quantities_keep_their_written_form():
     )
     data = write(f2)
     assert b"*2.50*" in data and write(read(data)) == data
+
+
+def test_zero_report_segments_carry_a_separator_and_read_back_in_both_shapes():
+    data = write(zero_report(header("Z2"), pharmacy(0), date(2024, 2, 26), date(2024, 3, 3)))
+    # independent check: plain split, no project code
+    segs = [s for s in data.decode().split("~") if s]
+    ids = [s.split("*")[0] for s in segs]
+    assert all("*" in s for s in segs), segs
+    assert ids[-5:-2] == ["PRE", "CDI", "AIR"]
+    pha, tp = ids.index("PHA"), ids.index("TP")
+    assert segs[tp] == f"TP*{tp - pha + 1}" and segs[-1] == f"TT*Z2*{len(segs)}"
+    from cashcapture.core.pmp.validate import validate
+
+    bare = data.replace(b"PRE*~CDI*~AIR*~", b"PRE~CDI~AIR~")
+    for shape in (data, bare):
+        f = read(shape)
+        assert f.pharmacies[0].patients[0].patient.last_name == "REPORT"
+        report = validate(shape, today=date(2024, 3, 5))
+        assert not report.problems and report.records == 1, report.problems

@@ -227,9 +227,8 @@ def test_record_rules(pat, dsp, element, text):
 def test_prescriber_dea_check_digit_and_ssn_rules():
     assert dea_ok("AB1234563") and not dea_ok("AB1234567")
     assert not dea_ok("A11234563")
-    assert ssn_is_valid("772123456") and not ssn_is_valid("773123456")
-    assert not ssn_is_valid("000123456") and not ssn_is_valid("123001234")
-    assert not ssn_is_valid("123450000") and not ssn_is_valid("812345678")
+    assert ssn_is_valid("772123456") and not ssn_is_valid("000123456")
+    assert not ssn_is_valid("123001234") and not ssn_is_valid("123450000")
     rec = _bad(dsp={"prescriber": replace(fill(1).prescriber, dea="BA1234567")})
     [p] = validate_record(rec, today=TODAY)
     assert p.reject_reason == "PRE_PRESCRIBER_DEA_NUMBER : Invalid DEA Number"
@@ -432,3 +431,64 @@ def test_validator_reuse_over_many_records_matches_fresh_validators():
     fresh = [validate_record(r, today=TODAY) for r in recs]
     assert shared == fresh and sum(map(len, shared)) == 1
     assert FATAL != REJECT
+
+
+@pytest.mark.parametrize(
+    "ssn, today, in_2011",
+    [
+        ("773123456", True, False),  # issued since the SSA's randomization of June 2011
+        ("812345678", True, False),
+        ("899123456", True, False),
+        ("772123456", True, True),
+        ("001010001", True, True),
+        ("666123456", False, True),  # never issued; the 2011 rule let it through
+        ("900123456", False, False),
+        ("999123456", False, False),
+        ("000123456", False, False),
+        ("123001234", False, False),
+        ("123450000", False, False),
+        ("12345678", False, False),
+        ("１２３456789", False, False),
+    ],
+)
+def test_ssn_rules_of_today_and_of_2011(ssn, today, in_2011):
+    from cashcapture.core.pmp.rules.ky import KY_2011
+
+    assert ssn_is_valid(ssn) is today and ssn_is_valid(ssn, "2011") is in_2011
+    rec = _bad({"id_qualifier": "07", "patient_id": ssn})
+    assert (validate_record(rec, today=TODAY) == []) is today
+    assert (validate_record(rec, KY_2011, today=TODAY) == []) is in_2011
+
+
+@pytest.mark.parametrize(
+    "street, po_box",
+    [
+        ("POPLAR HILL RD", False),
+        ("PROSPECT AVE", False),
+        ("SPORT LN", False),
+        ("APOLLO DR", False),
+        ("POBOXWOOD CT", False),
+        ("12 BOX ELDER ST", False),
+        ("P.O. BOX 12", True),
+        ("PO BX 3", True),
+        ("PO BOX 118", True),
+        ("P O BOX 7", True),
+        ("p. o. box 9", True),
+        ("POBOX 4", True),
+        ("POST OFFICE BOX 22", True),
+        ("12 MAIN ST PO BOX 5", True),
+    ],
+)
+def test_one_po_box_rule_at_counter_and_in_the_file(street, po_box):
+    from cashcapture.adapter.capture import Invalid, _street
+    from cashcapture.core.address import is_po_box
+
+    assert is_po_box(street) is po_box
+    found = validate_record(_bad({"address1": street}), KY_PO_BOX_REJECT, today=TODAY)
+    assert bool(found) is po_box, found
+    try:
+        _street(street, None)
+        rejected = False
+    except Invalid:
+        rejected = True
+    assert rejected is po_box

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
 from cashcapture.core import drugs, ids
+from cashcapture.core.address import is_po_box
 from ncpdp import Segment, typed
 from ncpdp.dictionary import FIELDS, field_name
 from ncpdp.message import FS
@@ -132,9 +132,6 @@ US_STATES = frozenset(
     "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH "
     "NJ NM NY NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY AS GU MP PR VI FM MH PW".split()
 )
-_PO_BOX = re.compile(
-    r"^\s*(P\s*\.?\s*O\s*\.?\s*(BOX|B\b|\d)|POST\s+OFFICE\s+BOX|BOX\s*\d|POB\s*\d)", re.I
-)
 
 
 @dataclass(frozen=True)
@@ -168,7 +165,7 @@ def _text(raw: str, ctx: Context) -> str:
 
 
 def _street(raw: str, ctx: Context) -> str:
-    if _PO_BOX.match(raw):
+    if is_po_box(raw):
         raise Invalid("PO Box not accepted, street address needed")
     return raw
 

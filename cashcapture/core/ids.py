@@ -34,3 +34,20 @@ def npi_ok(npi: str) -> bool:
 def ascii_digits(value: str) -> bool:
     """True for a non-empty string of ASCII 0-9 (what a numeric field may hold)."""
     return value.isascii() and value.isdigit()
+
+
+# Social Security Number area rules by name (the state rules' `ssn` setting).
+# "ssa": as the SSA issues numbers since its randomization of 25 June 2011 (area
+# not 000, 666 or 900-999). "2011": the 2011 KY guide's "773 or higher is not
+# valid", older than that randomization; kept for the 2011 rules only.
+SSN_AREA_RULES = {
+    "ssa": lambda area: area not in (0, 666) and area < 900,
+    "2011": lambda area: 0 < area <= 772,
+}
+
+
+def ssn_ok(ssn: str, rule: str = "ssa") -> bool:
+    """Nine ASCII digits, the area allowed by `rule`, group not 00, serial not 0000."""
+    if len(ssn) != 9 or not ssn.isascii() or not ssn.isdigit():
+        return False
+    return SSN_AREA_RULES[rule](int(ssn[:3])) and ssn[3:5] != "00" and ssn[5:] != "0000"

@@ -22,7 +22,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
 
+from cashcapture.core.address import is_po_box
 from cashcapture.core.ids import dea_ok
+from cashcapture.core.ids import ssn_ok as ssn_is_valid
 from cashcapture.core.pmp.asap import KIND_DATE, KIND_DECIMAL, KIND_NUMERIC, Element, table
 from cashcapture.core.pmp.asap.codec import (
     DECIMAL_PATTERN as _DECIMAL,
@@ -37,7 +39,13 @@ from cashcapture.core.pmp.asap.codec import (
     structure,
 )
 from cashcapture.core.pmp.records import Record
-from cashcapture.core.pmp.rules import PO_BOX_OFF, PO_BOX_WARNING, ElementRule, StateRules
+from cashcapture.core.pmp.rules import (
+    KY_PO_BOX_PATTERN,
+    PO_BOX_OFF,
+    PO_BOX_WARNING,
+    ElementRule,
+    StateRules,
+)
 from cashcapture.core.pmp.rules.ky import KY
 
 FATAL = "file failed"
@@ -194,14 +202,6 @@ class Report:
 # --- pure helpers -----------------------------------------------------------
 
 
-def ssn_is_valid(ssn: str, max_area: int = 772) -> bool:
-    """KY Appendix B: nine digits, area 001..772 (so none start 8 or 9), no all-zero group."""
-    if len(ssn) != 9 or not ssn.isdigit():
-        return False
-    area = int(ssn[:3])
-    return 0 < area <= max_area and ssn[3:5] != "00" and ssn[5:] != "0000"
-
-
 def _date_ok(s: str) -> bool:
     if len(s) != 8 or not s.isdigit():
         return False
@@ -239,7 +239,7 @@ class Validator:
         self._drug_cache: dict[str, bool] = {}
         self._dea_cache: dict[str, bool] = {}
         self._date_cache: dict[str, bool] = {}
-        self._po_box = re.compile(rules.po_box_pattern) if rules.po_box != PO_BOX_OFF else None
+        self._po_box = rules.po_box != PO_BOX_OFF
         self._po_severity = WARNING if rules.po_box == PO_BOX_WARNING else REJECT
         self._seg = rules.segments
         self._width = {s: len(rs) + 1 for s, rs in rules.segments.items()}
@@ -364,7 +364,7 @@ class Validator:
             return ()  # PAT02 itself is reported as an invalid code
         out: list[Finding] = []
         if fmt.pattern is None:
-            ok = ssn_is_valid(v, self.rules.ssn_max_area)
+            ok = ssn_is_valid(v, self.rules.ssn)
         else:
             ok = fmt.pattern.match(v) is not None
         if not ok:
@@ -374,8 +374,8 @@ class Validator:
         return out
 
     def _c_po_box(self, r: ElementRule, v: str, vals: list[str]) -> Iterable[Finding]:
-        if self._po_box is not None and self._po_box.match(v):
-            return ((r, "po_box", {"pattern": self.rules.po_box_pattern}, self._po_severity),)
+        if self._po_box and is_po_box(v):
+            return ((r, "po_box", {"pattern": KY_PO_BOX_PATTERN}, self._po_severity),)
         return ()
 
     def _c_not_future(self, r: ElementRule, v: str, vals: list[str]) -> Iterable[Finding]:

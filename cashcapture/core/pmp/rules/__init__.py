@@ -21,8 +21,16 @@ PO_BOX_REJECT = "reject"
 PO_BOX_WARNING = "warning"
 PO_BOX_OFF = "off"
 
-# The collector's own PO Box expression, as its warning message prints it.
+# The collector's own PO Box expression, as its warning message prints it. Only the
+# message quotes it: the check itself is core.address.is_po_box, shared with the
+# counter (this expression also matches POPLAR HILL RD, PROSPECT AVE, SPORT LN).
 KY_PO_BOX_PATTERN = r"^\S*P\.?\S*O\.?\S*B?"
+
+# Per-state choices (data/settings.csv): how SSNs are checked (core.ids.SSN_AREA_RULES)
+# and how a compound is reported (DSP07/DSP08 of the first ingredient, or 06 + CDI).
+COMPOUND_FIRST_INGREDIENT = "first_ingredient"
+COMPOUND_CODE_06 = "code_06"
+SETTINGS = {"ssn": ("ssa", "2011"), "compound": (COMPOUND_FIRST_INGREDIENT, COMPOUND_CODE_06)}
 
 # Prefix of state element names by segment (the guide: DIS_PRODUCT_ID for DSP08).
 _STATE_PREFIX = {"DSP": "DIS"}
@@ -83,9 +91,9 @@ class StateRules:
     countries: frozenset[str]
     patient_ids: dict[str, PatientIdFormat]
     po_box: str = PO_BOX_WARNING
-    po_box_pattern: str = KY_PO_BOX_PATTERN
     min_birth_year: int = 1901  # "must be greater than 1900"
-    ssn_max_area: int = 772
+    ssn: str = "ssa"  # SSN area rule, a key of core.ids.SSN_AREA_RULES
+    compound: str = COMPOUND_FIRST_INGREDIENT
     by_id: dict[str, ElementRule] = field(default_factory=dict)
 
     def rule(self, element_id: str) -> ElementRule:
@@ -117,7 +125,9 @@ def load(
     *,
     po_box: str = PO_BOX_WARNING,
     patient_id_file: str = "patient-ids.csv",
+    settings: str | None = None,
 ) -> StateRules:
+    """`settings`: the key of this rule set's rows in data/settings.csv (default `state`)."""
     t = table(version)
     own = {r["element_id"]: r for r in _rows(table_file)}
     unknown = set(own) - set(t.by_id)
@@ -165,8 +175,22 @@ def load(
         countries=countries,
         patient_ids=patient_ids,
         po_box=po_box,
+        **state_settings(settings or state),
         by_id={r.element.id: r for rs in segments.values() for r in rs},
     )
+
+
+def state_settings(key: str) -> dict[str, str]:
+    """The settings rows of one rule set (KY, KY-2011, ASAP), checked against SETTINGS."""
+    out: dict[str, str] = {}
+    for r in _rows("settings.csv"):
+        if r["rules"] != key:
+            continue
+        allowed = SETTINGS.get(r["setting"])
+        if allowed is None or r["value"] not in allowed:
+            raise ValueError(f"settings.csv: {key}: bad {r['setting']} = {r['value']!r}")
+        out[r["setting"]] = r["value"]
+    return out
 
 
 def for_state(state: str) -> StateRules:
