@@ -184,18 +184,36 @@ def drugs_show(ndc: str, state: str) -> int:
     return 0
 
 
+def _open_store(url: str | None):
+    """An engine on an existing database: a SQLite file that is not there is a one-line
+    error, never an empty file made by a command that only meant to read."""
+    from sqlalchemy.engine import make_url
+
+    from cashcapture.core.store import make_engine, resolve_url
+    from cashcapture.core.store.engine import beside_database
+
+    url = resolve_url(url)
+    if beside_database(url, "") is not None:
+        path = make_url(url).database or ""
+        from pathlib import Path
+
+        if not Path(path).is_file():
+            raise UserError(f"no database at {path}: run `cashcapture db upgrade` first")
+    return make_engine(url)
+
+
 def _registry(db: str | None):
     """A session on the registry; a database not yet created is a one-line error."""
     from sqlalchemy import inspect
 
-    from cashcapture.core.store import make_engine, session_factory
+    from cashcapture.core.store import session_factory
 
-    engine = make_engine(db)
+    engine = _open_store(db)
     try:
         ready = inspect(engine).has_table("pharmacies")
-    except Exception as exc:  # unreachable server, bad URL: one line, no traceback
+    except Exception:
         engine.dispose()
-        raise UserError(f"cannot open {_safe_url(db)}: {type(exc).__name__}") from None
+        raise
     if not ready:
         engine.dispose()
         raise UserError(f"{_safe_url(db)} has no tables: run `cashcapture db upgrade` first")
@@ -417,9 +435,8 @@ def fills(on_date, pharmacy, as_json, db) -> None:
     import json
 
     from sqlalchemy import select
-    from sqlalchemy.exc import SQLAlchemyError
 
-    from cashcapture.core.store import Fill, find_pharmacy, make_engine, session_factory
+    from cashcapture.core.store import Fill, find_pharmacy, session_factory
 
     day = None
     if on_date:
@@ -427,7 +444,7 @@ def fills(on_date, pharmacy, as_json, db) -> None:
             day = dt.date.fromisoformat(on_date)
         except ValueError:
             raise UserError(f"--date {on_date!r} is not YYYY-MM-DD") from None
-    engine = make_engine(db)
+    engine = _open_store(db)
     try:
         with session_factory(engine)() as session:
             stmt = select(Fill).order_by(Fill.date_of_service, Fill.id)
@@ -455,8 +472,6 @@ def fills(on_date, pharmacy, as_json, db) -> None:
                 }
                 for f in session.scalars(stmt)
             ]
-    except SQLAlchemyError as exc:
-        raise UserError(f"cannot read fills from {_safe_url(db)}: {type(exc).__name__}") from None
     finally:
         engine.dispose()
     if as_json:
@@ -596,14 +611,14 @@ def _extract_env(db: str | None, config: str | None, **overrides):
     The database is chosen as `serve` chooses it (`configfile.database_url`).
     """
     from cashcapture.core.configfile import database_url
-    from cashcapture.core.store import make_engine, session_factory
+    from cashcapture.core.store import session_factory
     from extract.settings import SettingsError, check, load
 
     try:
         settings = check(load(config).with_overrides(**overrides))
     except SettingsError as exc:
         raise UserError(str(exc)) from None
-    engine = make_engine(database_url(db, settings.db))
+    engine = _open_store(database_url(db, settings.db))
     return engine, session_factory(engine), settings
 
 
@@ -790,6 +805,110 @@ def rejects_cmd(include_resolved, as_csv, db, config) -> None:
     click.echo(reports.to_csv(report), nl=False) if as_csv else reports.render(report)
 
 
+# --- the state's collector: its verdicts, a local stand-in (issue 14) -------
+
+
+@cli.group("collector")
+def collector_group() -> None:
+    """The state's collector: record what it said of our files; run a local one."""
+
+
+def _read_text(name: str) -> str:
+    try:
+        with open(name, encoding="utf-8-sig", newline="") as f:
+            return f.read()
+    except OSError as exc:
+        raise UserError(f"cannot read {name}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{name}: not UTF-8 text") from None
+
+
+@collector_group.command("record")
+@click.argument("file_name")
+@click.option("--status", "verdict", required=True, type=click.Choice(["accepted", "failed"]),
+              help="What the collector said of the whole file.")
+@click.option("--rejects", "rejects_csv", type=click.Path(dir_okay=False), default=None,
+              help="CSV of records it rejected: Rx Number, Fill Date, Reason.")
+@db_option
+@_config_option
+def collector_record(file_name, verdict, rejects_csv, db, config) -> None:
+    """Record the state's verdict on a delivered file (failed: sent again next run)."""
+    from extract import verdicts
+
+    rejects = verdicts.read_rejects(_read_text(rejects_csv)) if rejects_csv else []
+    engine, sessions, _settings = _extract_env(db, config)
+    try:
+        with sessions() as s:
+            done = verdicts.record(s, file_name, verdict, rejects)
+            s.commit()
+    finally:
+        engine.dispose()
+    what = f"{done.file_name}: state verdict {done.verdict} recorded"
+    if done.requeued:
+        what += f"; {done.requeued} records queued to be sent again"
+    if done.rejects:
+        what += f"; {done.rejects} records rejected by the state (see `cashcapture rejects`)"
+    click.echo(what if done.changed else f"{done.file_name}: already recorded as {done.verdict}")
+
+
+@collector_group.command("import")
+@click.argument("report_csv", metavar="FILE", type=click.Path(dir_okay=False))
+@db_option
+@_config_option
+def collector_import(report_csv, db, config) -> None:
+    """Record a file status report (README: the CSV layout), all rows or none."""
+    from extract import verdicts
+
+    lines = verdicts.read_status(_read_text(report_csv))
+    engine, sessions, _settings = _extract_env(db, config)
+    try:
+        with sessions() as s:
+            done = verdicts.import_status(s, lines)
+            s.commit()
+    finally:
+        engine.dispose()
+    for d in done:
+        c = d.counts
+        click.echo(
+            f"{d.file_name}: state verdict {d.verdict} ({c['imported']} of {c['total']} "
+            f"imported, {c['errors']} errors, {c['in_process']} in process)"
+        )
+
+
+@collector_group.command("serve")
+@click.argument("folder", metavar="DIR", type=click.Path(file_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=2222, show_default=True)
+def collector_serve(folder, host, port) -> None:
+    """Run a local SFTP collector on DIR/inbox (keys in DIR/keys) until Ctrl-C or SIGTERM.
+
+    Prints the [sftp] section to paste into the config, then serves.
+    """
+    import signal
+    import threading
+    from pathlib import Path
+
+    from extract.sftp_server import LoopbackSftpServer
+
+    root = Path(folder)
+    server = LoopbackSftpServer(root / "inbox", root / "keys", host=host, port=port)
+    try:
+        info = server.start()
+    except OSError as exc:
+        raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    click.echo(f"# files arrive in {info.root}; paste this into your config:")
+    click.echo(info.toml(), nl=False)
+    sys.stdout.flush()
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
 # --- demo, certify (issue 8) ------------------------------------------------
 
 
@@ -888,8 +1007,47 @@ def certify_cmd(claims, html_file, as_json, state, insured) -> int:
 
 
 
+def _database_error(exc) -> str:
+    """The cause of a database failure in one line, with what to do when we know it."""
+    from sqlalchemy.exc import ArgumentError, DBAPIError
+
+    if isinstance(exc, ArgumentError):
+        return f"bad database URL: {exc}"
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    text = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    if "no such table" in text or ("relation" in text and "does not exist" in text):
+        text += " (run `cashcapture db upgrade` first)"
+    return f"database: {text}"
+
+
+#: The one place user errors become one line: (module, class, message). The module
+#: is looked up only if already imported, as it must be for its error to be raised.
+USER_ERRORS: tuple[tuple[str, str, object], ...] = (
+    ("sqlalchemy.exc", "SQLAlchemyError", _database_error),
+    ("cashcapture.core.csvfile", "CsvError", str),
+    ("cashcapture.core.pharmacies", "RegistryError", str),
+    ("extract.verdicts", "VerdictError", str),
+    ("cashcapture.core.configfile", "ConfigError", str),  # settings of every section
+)
+
+
+def _user_error(exc: BaseException) -> str | None:
+    for module, name, message in USER_ERRORS:
+        cls = getattr(sys.modules.get(module), name, None)
+        if cls is not None and isinstance(exc, cls):
+            return message(exc)  # type: ignore[operator]
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; usage errors become one stderr line and exit status 2."""
+    """Run the CLI; every user error becomes one stderr line and exit status 2.
+
+    Files are created private (umask 077) whatever the caller's umask: the
+    database, the outbox, keys and reports hold patient data.
+    """
+    import os
+
+    umask = os.umask(0o077)
     try:
         rv = cli.main(args=argv, prog_name="cashcapture", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -902,6 +1060,14 @@ def main(argv: list[str] | None = None) -> int:
         msg = " ".join(exc.format_message().split())
         click.echo(f"cashcapture: error: {msg}", err=True)
         return 2 if exc.exit_code in (1, 2) else exc.exit_code
+    except Exception as exc:
+        message = _user_error(exc)
+        if message is None:
+            raise
+        click.echo(f"cashcapture: error: {' '.join(str(message).split())}", err=True)
+        return 2
+    finally:
+        os.umask(umask)
     return rv if isinstance(rv, int) else 0
 
 

@@ -24,13 +24,12 @@ from __future__ import annotations
 import datetime as dt
 import io
 import multiprocessing
-import os
 from array import array
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 
-from sqlalchemy import String, cast, func, insert, select, update
+from sqlalchemy import String, cast, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from cashcapture.core.pmp import records as asap
@@ -39,9 +38,11 @@ from cashcapture.core.pmp.asap.codec import row_encoder
 from cashcapture.core.pmp.filenames import file_name
 from cashcapture.core.pmp.rules import for_state
 from cashcapture.core.pmp.validate import WARNING, Problem, Report, Validator
+from cashcapture.core.private import write_private
 from cashcapture.core.store.models import (
     NEW_RECORD,
     REVISED_RECORD,
+    STATE_REJECT,
     VOID_RECORD,
     Fill,
     FillIngredient,
@@ -390,7 +391,9 @@ class Extractor:
     # -- planning --
     def groups(self, session: Session) -> list[_Group]:
         by_submitter: dict[str, _Group] = {}
-        stmt = select(Pharmacy).where(Pharmacy.active.is_(True)).order_by(Pharmacy.id)
+        # A deactivated pharmacy still sends what it has queued (no zero reports).
+        queued = exists().where(Fill.pharmacy_id == Pharmacy.id, Fill.needs_report.is_(True))
+        stmt = select(Pharmacy).where(or_(Pharmacy.active.is_(True), queued)).order_by(Pharmacy.id)
         for ph in session.scalars(stmt):
             submitter = ph.submitter_id or self.settings.extract.submitter_id or ph.dea
             group = by_submitter.get(submitter)
@@ -404,8 +407,6 @@ class Extractor:
 
     def run(self, workers: int = 1) -> ExtractResult:
         """Every group's file, then zero reports; groups spread over `workers` processes."""
-        if self.outbox is not None:
-            self.outbox.mkdir(parents=True, exist_ok=True)
         with self.sessions() as session:
             groups = self.groups(session)
             session.expunge_all()
@@ -478,15 +479,25 @@ class Extractor:
         return ""
 
     def _resolve_stale_rejects(self) -> None:
-        """Rejects of fills that no longer need a report (e.g. reversed) are moot."""
+        """Rejects of fills that no longer need a report (e.g. reversed) are moot.
+
+        A fill the state rejected is off the queue while it waits for its
+        correction: its reject is moot only once the fill changed after it.
+        """
+        moot = select(Fill.id).where(
+            Fill.id == RecordReject.fill_id,
+            Fill.needs_report.is_(False),
+            or_(
+                RecordReject.code.is_distinct_from(STATE_REJECT),
+                Fill.updated_at > RecordReject.created_at,
+            ),
+        )
         with writing(self.sessions) as s:
             s.execute(
                 update(RecordReject)
-                .where(
-                    RecordReject.resolved_at.is_(None),
-                    RecordReject.fill_id.in_(select(Fill.id).where(Fill.needs_report.is_(False))),
-                )
+                .where(RecordReject.resolved_at.is_(None), exists(moot))
                 .values(resolved_at=self.now)
+                .execution_options(synchronize_session=False)
             )
 
     # -- names --
@@ -722,9 +733,7 @@ class Extractor:
                 self._save_rejects(s, submission_id, b)
         for b, outcome in outcomes:
             if self.outbox is not None and b.content is not None:
-                tmp = self.outbox / (b.name + ".tmp")
-                tmp.write_bytes(b.content)
-                os.replace(tmp, self.outbox / b.name)
+                write_private(self.outbox / b.name, b.content)  # made when first needed
             self.result.files.append(outcome)
         for b in batch:
             self.result.dropped += len(b.pending.dropped)
@@ -870,6 +879,7 @@ class Extractor:
                     .join(Submission, Submission.id == submission_pharmacies.c.submission_id)
                     .where(
                         Submission.state != "failed",
+                        Submission.state_verdict.is_distinct_from("failed"),
                         Submission.extract_date.between(start, end),
                     )
                     .distinct()
@@ -885,7 +895,7 @@ class Extractor:
             busy = reported | dispensed | self._active
             for group in groups:
                 for ph in group.pharmacies:
-                    if ph.id in busy or ph.created_at >= self.cutoff:
+                    if ph.id in busy or not ph.active or ph.created_at >= self.cutoff:
                         continue
                     self._add(self._zero_report(s, group, ph, start, end))
 

@@ -4,10 +4,13 @@ Queries return plain rows (tuples of strings and numbers) with the guide's
 column names; rendering (a rich table, or CSV) is separate, so one query
 feeds every format. Dates are shown in the configured time zone.
 
-Status: our validator applies the collector's rules when the file is written,
-so "Processed Date" is when it processed the file, "Records" counts the fills
-considered for it and "Valid Records" those that went into it; a file with a
-file-level error is "File Failed" and is never sent.
+Status shows two verdicts side by side and says whose each is. "Checked
+Here" is ours: the shared validator applies the collector's rules when the file
+is written ("Records" counts the fills considered, "Valid Records" those that
+went in; "File Failed" is never sent). "State" is the collector's, "unknown"
+until an operator records it (`collector record` / `collector import`).
+The recap counts what the state counted when it is known, says so in
+"Counted By", and leaves ProcessDate empty until the state's date is recorded.
 """
 
 from __future__ import annotations
@@ -30,21 +33,25 @@ from cashcapture.core.store.models import (
     Fill,
     Pharmacy,
     RecordReject,
+    StateFileCount,
     Submission,
     SubmissionRecord,
     submission_pharmacies,
 )
+from extract.verdicts import COUNT_COLUMNS, DELIVERED, FAILED, describe
 
 STATUS_COLUMNS = (
     "Submitted Date",
-    "Processed Date",
+    "Checked Here On",
     "File Name",
     "File Start Date",
     "File End Date",
     "Records",
     "Valid Records",
-    "Status",
+    "Checked Here",
     "Delivery",
+    "State",
+    "State Recorded On",
 )
 RECAP_COLUMNS = (
     "DEANumber",
@@ -54,6 +61,7 @@ RECAP_COLUMNS = (
     "MinFillDate",
     "MaxFillDate",
     "ProcessFileName",
+    "Counted By",
 )
 REJECT_COLUMNS = (
     "Facility ID",
@@ -64,7 +72,6 @@ REJECT_COLUMNS = (
     "Reject Reason",
     "Since",
 )
-DELIVERED = ("uploaded", "processed")
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,8 @@ def status(session: Session, first: dt.date, last: dt.date, zone: ZoneInfo) -> R
         .where(Submission.created_at >= start, Submission.created_at < end)
         .order_by(Submission.created_at, Submission.id)
     )
+    subs = list(session.scalars(stmt))
+    counts = _state_counts(session, [sub.id for sub in subs if sub.state_verdict])
     rows = [
         (
             _day(sub.uploaded_at, zone),
@@ -109,10 +118,28 @@ def status(session: Session, first: dt.date, last: dt.date, zone: ZoneInfo) -> R
             sub.valid_record_count,
             sub.collector_status or "",
             sub.state,
+            describe(sub, counts.get(sub.id)),
+            _day(sub.state_recorded_at, zone),
         )
-        for sub in session.scalars(stmt)
+        for sub in subs
     ]
     return Report(f"Submission status {first} to {last}", STATUS_COLUMNS, rows)
+
+
+def _state_counts(session: Session, ids: list[int]) -> dict[int, dict[str, int]]:
+    """Per submission, the state's counts summed over its pharmacies (only those reported)."""
+    if not ids:
+        return {}
+    cols = [getattr(StateFileCount, name) for name in COUNT_COLUMNS]
+    stmt = (
+        select(StateFileCount.submission_id, *(func.sum(c) for c in cols))
+        .where(StateFileCount.submission_id.in_(ids))
+        .group_by(StateFileCount.submission_id)
+    )
+    return {
+        sid: dict(zip(COUNT_COLUMNS, (int(v) for v in values), strict=True))
+        for sid, *values in session.execute(stmt)
+    }
 
 
 def month_bounds(month: str) -> tuple[dt.date, dt.date]:
@@ -131,6 +158,7 @@ def recap(session: Session, month: str, zone: ZoneInfo) -> Report:
     start, end = _bounds(first, last, zone)
     in_month = and_(
         Submission.state.in_(DELIVERED),
+        Submission.state_verdict.is_distinct_from(FAILED),
         Submission.uploaded_at >= start,
         Submission.uploaded_at < end,
     )
@@ -151,7 +179,7 @@ def recap(session: Session, month: str, zone: ZoneInfo) -> Report:
     stmt = (
         select(
             Pharmacy.dea,
-            Submission.processed_at,
+            Submission.state_recorded_at,
             Submission.uploaded_at,
             per_pharmacy.c.n,
             per_pharmacy.c.lo,
@@ -159,6 +187,7 @@ def recap(session: Session, month: str, zone: ZoneInfo) -> Report:
             Submission.fill_date_min,
             Submission.fill_date_max,
             Submission.file_name,
+            StateFileCount.total,
         )
         .join(sp, sp.c.submission_id == Submission.id)
         .join(Pharmacy, Pharmacy.id == sp.c.pharmacy_id)
@@ -166,20 +195,30 @@ def recap(session: Session, month: str, zone: ZoneInfo) -> Report:
             per_pharmacy,
             and_(per_pharmacy.c.sid == Submission.id, per_pharmacy.c.pid == Pharmacy.id),
         )
+        .outerjoin(
+            StateFileCount,
+            and_(
+                StateFileCount.submission_id == Submission.id,
+                StateFileCount.pharmacy_id == Pharmacy.id,
+            ),
+        )
         .where(in_month)
         .order_by(Pharmacy.dea, Submission.uploaded_at, Submission.id)
     )
     rows = [
         (
             dea,
-            _day(processed, zone),
+            _day(state_at, zone),  # the state's date only: ours is not its processing
             _day(uploaded, zone),
-            n or 0,
+            n or 0 if state_total is None else state_total,
             _date(lo or file_lo),  # a zero report: the period it covers
             _date(hi or file_hi),
             name,
+            "checked here" if state_total is None else "state",
         )
-        for dea, processed, uploaded, n, lo, hi, file_lo, file_hi, name in session.execute(stmt)
+        for dea, state_at, uploaded, n, lo, hi, file_lo, file_hi, name, state_total in (
+            session.execute(stmt)
+        )
     ]
     return Report(f"KASPER submission recap {month}", RECAP_COLUMNS, rows)
 

@@ -133,14 +133,15 @@ def test_a_day_then_rebills_and_reversals_of_earlier_days(sessions, sftp_server,
         recap = reports.recap(s, NOW.strftime("%Y-%m"), zone)
         assert recap.columns[0] == "DEANumber"
         per_dea: dict[str, int] = {}
-        for dea, _p, _s, n, lo, hi, name in recap.rows:
+        for dea, _p, _s, n, lo, hi, name, counted_by in recap.rows:
+            assert counted_by == "checked here"  # nothing recorded from the state
             per_dea[dea] = per_dea.get(dea, 0) + n
             assert lo <= hi and name in on_server
         assert per_dea == {"FP1234563": 5, "BC7710420": 3, "BC7710432": 1, "BB4827133": 0}
         csv_text = reports.to_csv(recap)
         assert csv_text.splitlines()[0] == (
             "DEANumber,ProcessDate,SubmissionDate,RecordCount,MinFillDate,MaxFillDate,"
-            "ProcessFileName"
+            "ProcessFileName,Counted By"
         )
 
 

@@ -42,7 +42,7 @@ def test_run_daily_status_recap_rejects(sessions, sftp_server, tmp_path, migrate
 
     code, out, _ = run(capsys, "status", "--from", TODAY.isoformat(), "--csv", *db)
     lines = out.splitlines()
-    assert code == 0 and lines[0].startswith("Submitted Date,Processed Date,File Name")
+    assert code == 0 and lines[0].startswith("Submitted Date,Checked Here On,File Name")
     solo = next(line for line in lines if "FP1234563" in line).split(",")
     assert solo[5:9] == ["2", "1", "Accept", "uploaded"]
 

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 from _store_helpers import add_pharmacy, capture, fill_fields
+from alembic.script import ScriptDirectory  # noqa: E402
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
@@ -31,6 +32,7 @@ from cashcapture.core.store import (
     void_fill,
     writer_engine,
 )
+from cashcapture.core.store.migrate import alembic_config  # noqa: E402
 
 TABLES = {
     "pharmacies",
@@ -41,6 +43,7 @@ TABLES = {
     "submission_pharmacies",
     "submission_records",
     "record_rejects",
+    "state_file_counts",
 }
 
 
@@ -51,7 +54,8 @@ def test_migrations_build_from_empty_and_rerun(db_url):
     try:
         with engine.connect() as conn:
             assert TABLES <= set(inspect(conn).get_table_names())
-            assert conn.execute(text("select version_num from alembic_version")).scalar() == "0001"
+            head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+            assert conn.execute(text("select version_num from alembic_version")).scalar() == head
             uniques = {u["name"] for u in inspect(conn).get_unique_constraints("fills")}
             assert "uq_fills_key" in uniques
     finally:
@@ -299,5 +303,6 @@ def test_concurrent_upgrades_from_empty(db_url):
     assert not any(t.is_alive() for t in threads) and errors == []
     engine = make_engine(db_url)
     with engine.connect() as conn:
-        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0001"
+        head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+        assert conn.execute(text("select version_num from alembic_version")).scalar() == head
     engine.dispose()

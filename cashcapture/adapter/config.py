@@ -77,6 +77,7 @@ class Config:
     spool: str = ""  # "": beside a SQLite database, else ./cashcapture.spool (spool.spool_path)
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _ADAPTER_KEYS = {
     "idle_timeout": float,
     "max_message_size": int,
@@ -179,6 +180,10 @@ def _check(cfg: Config) -> None:
         raise ConfigError("adapter.workers must be at least 1")
     if cfg.idle_timeout <= 0:
         raise ConfigError("adapter.idle_timeout must be positive")
+    if cfg.log_level.upper() not in LOG_LEVELS:
+        raise ConfigError(
+            f"adapter.log_level must be one of {', '.join(LOG_LEVELS)}, got {cfg.log_level!r}"
+        )
     seen: dict[BinPcn, str] = {}
     for kind, routes in (
         ("cash", cfg.cash),

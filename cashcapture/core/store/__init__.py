@@ -26,6 +26,7 @@ from cashcapture.core.store.models import (
     FillIngredient,
     Pharmacy,
     RecordReject,
+    StateFileCount,
     Submission,
     SubmissionRecord,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "Pharmacy",
     "RecordReject",
     "Ref",
+    "StateFileCount",
     "Submission",
     "SubmissionRecord",
     "Writes",

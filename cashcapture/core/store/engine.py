@@ -16,6 +16,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from cashcapture.core.private import touch_private
+
 DEFAULT_URL = "sqlite:///cashcapture.db"
 ENV_VAR = "CASHCAPTURE_DB"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -35,8 +37,8 @@ def make_engine(url: str | None = None, **kwargs) -> Engine:
         return create_engine(url, **kwargs)
     database = parsed.database or ""
     memory = database in ("", ":memory:") or "mode=memory" in str(parsed)
-    if not memory:
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    if not memory:  # private: SQLite gives -wal and -shm the database file's mode
+        touch_private(Path(database))
     engine = create_engine(url, **kwargs)
     _configure_sqlite(engine, wal=not memory)
     return engine

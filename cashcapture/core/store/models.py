@@ -46,8 +46,11 @@ ROUTES = ("cash", "insured", "certification")
 FILL_ROUTES = ("cash", "insured")
 FILL_STATES = ("new", "revised", "voided")
 SUBMISSION_STATES = ("written", "uploading", "uploaded", "processed", "failed")
+# What the state's collector said of a delivered file; NULL until an operator records it.
+STATE_VERDICTS = ("accepted", "failed", "in process")
 # ASAP DSP01 reporting status codes.
 NEW_RECORD, REVISED_RECORD, VOID_RECORD = "00", "01", "02"
+STATE_REJECT = "state"  # RecordReject.code of a record the state's collector rejected
 
 
 class Base(DeclarativeBase):
@@ -243,7 +246,10 @@ class Submission(Base):
     """One ASAP file and its delivery: written -> uploading -> uploaded -> processed."""
 
     __tablename__ = "submissions"
-    __table_args__ = (CheckConstraint(_in("state", SUBMISSION_STATES), name="state"),)
+    __table_args__ = (
+        CheckConstraint(_in("state", SUBMISSION_STATES), name="state"),
+        CheckConstraint(_in("state_verdict", STATE_VERDICTS), name="state_verdict"),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     file_name: Mapped[str] = mapped_column(String(200), unique=True)
@@ -260,8 +266,14 @@ class Submission(Base):
     processed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # Ours, not the state's: the shared validator's verdict when the file was written
+    # ("checked here"), with `processed_at` its time and `collector_answer` its errors.
     collector_status: Mapped[str | None] = mapped_column(String(40), comment="Accept, File Failed")
     collector_answer: Mapped[str | None] = mapped_column(Text)
+    # The state's: what its collector reported, recorded by an operator (NULL = unknown).
+    state_verdict: Mapped[str | None] = mapped_column(String(10), comment="accepted failed ...")
+    state_recorded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    state_note: Mapped[str | None] = mapped_column(Text, comment="the collector's words, if any")
     content: Mapped[bytes | None] = mapped_column(LargeBinary)
     path: Mapped[str | None] = mapped_column(String(500))
 
@@ -290,8 +302,35 @@ class SubmissionRecord(Base):
     submission: Mapped[Submission] = relationship(back_populates="records")
 
 
+class StateFileCount(Base):
+    """One pharmacy's line of the collector's file status report (PMP Clearinghouse shape)."""
+
+    __tablename__ = "state_file_counts"
+    __table_args__ = (
+        UniqueConstraint("submission_id", "pharmacy_id", name="uq_state_file_counts"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    submission_id: Mapped[int] = mapped_column(
+        ForeignKey("submissions.id", ondelete="CASCADE"), index=True
+    )
+    pharmacy_id: Mapped[int] = mapped_column(ForeignKey("pharmacies.id"))
+    total: Mapped[int] = mapped_column(Integer)
+    duplicate: Mapped[int] = mapped_column(Integer)
+    in_process: Mapped[int] = mapped_column(Integer)
+    errors: Mapped[int] = mapped_column(Integer)
+    warnings: Mapped[int] = mapped_column(Integer)
+    imported: Mapped[int] = mapped_column(Integer)
+    voided: Mapped[int] = mapped_column(Integer)
+    voids_not_found: Mapped[int] = mapped_column(Integer)
+    recorded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class RecordReject(Base):
-    """A record held back (by our validator or the collector): which fill, which element."""
+    """A record held back (by our validator or the collector): which fill, which element.
+
+    `code` says whose: the validator's severity, or STATE_REJECT for the collector's.
+    """
 
     __tablename__ = "record_rejects"
 
