@@ -45,6 +45,12 @@ class Pricing:
     total_amount_paid: Decimal | None = Decimal(0)  # 509-F9
     basis_of_reimbursement: int | None = None  # 522-FM
     copay: Decimal | None = None  # 518-FI
+    flat_sales_tax_paid: Decimal | None = None  # 558-AW
+    percentage_sales_tax_paid: Decimal | None = None  # 559-AX
+    incentive_paid: Decimal | None = None  # 521-FL
+    professional_service_fee_paid: Decimal | None = None  # 562-J1
+    other_amounts_paid: tuple[tuple[str, Decimal], ...] = ()  # 564-J3 / 565-J4, counted by J2
+    sales_tax_attributed: Decimal | None = None  # 523-FN
 
     @classmethod
     def patient_pays_all(cls, gross: Decimal) -> Pricing:
@@ -56,11 +62,24 @@ class Pricing:
             ("F5", self.patient_pay),
             ("F6", self.ingredient_cost_paid),
             ("F7", self.dispensing_fee_paid),
+            ("AW", self.flat_sales_tax_paid),
+            ("AX", self.percentage_sales_tax_paid),
+            ("FL", self.incentive_paid),
+            ("J1", self.professional_service_fee_paid),
+        )
+        pairs = [(c, _money_wire(c, v)) for c, v in values if v is not None]
+        if self.other_amounts_paid:
+            pairs.append(("J2", str(len(self.other_amounts_paid))))
+            for qualifier, amount in self.other_amounts_paid:
+                pairs += [("J3", qualifier), ("J4", _money_wire("J4", amount))]
+        tail = (
             ("FI", self.copay),
+            ("FN", self.sales_tax_attributed),
             ("F9", self.total_amount_paid),
             ("FM", self.basis_of_reimbursement),
         )
-        return _trusted("23", [(c, _money_wire(c, v)) for c, v in values if v is not None])
+        pairs += [(c, _money_wire(c, v)) for c, v in tail if v is not None]
+        return _trusted("23", pairs)
 
 
 def _trusted(seg_id: str, pairs: list[tuple[str, str]]) -> Segment:
@@ -83,12 +102,12 @@ def _trusted(seg_id: str, pairs: list[tuple[str, str]]) -> Segment:
 
 def _money_wire(code: str, value: Decimal | int) -> str:
     """`wire`, with the zeros a cash answer repeats on every claim read from a table."""
-    if type(value) is Decimal and value.is_zero():
+    if type(value) is Decimal and value.is_zero() and code in _ZERO_WIRE:
         return _ZERO_WIRE[code]
     return wire(code, value)
 
 
-_ZERO_WIRE = {c: wire(c, Decimal(0)) for c in ("F5", "F6", "F7", "FI", "F9")}
+_ZERO_WIRE = {c: wire(c, Decimal(0)) for c in ("F5", "F6", "F7", "FI", "F9", "AW", "AX", "J1")}
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ def test_b1_cash_controlled_is_paid_patient_pays_all_and_captured():
     assert field(d, "21", "F3") == "AUTH0"
     assert ncpdp.typed("F5", field(d, "23", "F5")) == Decimal("27.00")  # gross amount due
     assert ncpdp.typed("F9", field(d, "23", "F9")) == 0
-    assert ncpdp.typed("F7", field(d, "23", "F7")) == 0
+    assert ncpdp.typed("F7", field(d, "23", "F7")) == Decimal("2.50")  # DC echoed
     assert "captured for PMP" in field(d, "21", "FQ")
     [action] = d.actions
     assert action.kind == "insert"

@@ -182,6 +182,64 @@ def _money(segments: list[Segment], code: str) -> Decimal | None:
         return None
 
 
+# Claim pricing (11) amount -> the Response Pricing (23) field that pays it back.
+# A paid answer echoes each, so F6 + F7 + AW + AX + FL + J1 + J4 - F5 = F9 = 0.
+_ECHOED = (
+    ("D9", "ingredient_cost_paid"),
+    ("DC", "dispensing_fee_paid"),
+    ("HA", "flat_sales_tax_paid"),
+    ("GE", "percentage_sales_tax_paid"),
+    ("E3", "incentive_paid"),
+    ("BE", "professional_service_fee_paid"),
+)
+_TAXES = ("HA", "GE")
+# D.0 430-DU: Gross Amount Due = D9 + DC + BE + E3 + H9... + HA + GE.
+ZERO = Decimal(0)
+
+
+def _pricing(segs: list[Segment]) -> tuple[Pricing | None, Outcome | None]:
+    """The balanced paid pricing of a claim, or the reject of its amounts.
+
+    Every submitted amount is paid back as its response field and the patient
+    pays their sum (F5), which must be the gross amount due (DU; the U&C charge
+    DQ when DU is absent); the plan pays nothing (F9 = 0).
+    """
+    seg = ncpdp.find(segs, "11")
+    amounts: dict[str, Decimal] = {}
+    for code, _ in _ECHOED:
+        v = _money(segs, code)
+        if v is not None:
+            amounts[code] = v
+    others: list[tuple[str, Decimal]] = []
+    if seg is not None:
+        for qualifier, raw in zip(seg.get_all("H8"), seg.get_all("H9"), strict=False):
+            try:
+                others.append((qualifier, ncpdp.typed("H9", raw)))  # type: ignore[arg-type]
+            except ValueError:
+                return None, rejected(["H9"])
+    for code, v in [*amounts.items(), *(("H9", v) for _, v in others)]:
+        if v < 0:
+            return None, rejected([code], [f"{ncpdp.field_name(code)} is negative"])
+    gross = _money(segs, "DU")
+    asked, code = (gross, "R9") if gross is not None else (_money(segs, "DQ"), "DU")
+    if asked is None or asked < 0:
+        return None, rejected(["DU"], ["Gross Amount Due or U&C Charge needed"])
+    total = sum(amounts.values(), ZERO) + sum((v for _, v in others), ZERO)
+    if total != asked:
+        what = "Gross Amount Due" if gross is not None else "U&C Charge"
+        return None, rejected([code], [f"{what} {asked} is not the sum of amounts {total}"])
+    taxes = sum((amounts.get(c, ZERO) for c in _TAXES), ZERO)
+    paid = {name: amounts[c] for c, name in _ECHOED if c in amounts}
+    return Pricing(
+        patient_pay=total,
+        total_amount_paid=ZERO,
+        copay=total - taxes,
+        sales_tax_attributed=taxes or None,
+        other_amounts_paid=tuple(others),
+        **{"ingredient_cost_paid": ZERO, "dispensing_fee_paid": ZERO, **paid},  # type: ignore[arg-type]
+    ), None
+
+
 def rejected(codes: Sequence[str], messages: Sequence[str] = ()) -> Outcome:
     codes = tuple(dict.fromkeys(codes))[: responses.MAX_REJECT_CODES]
     if not messages:
@@ -306,11 +364,9 @@ def _billing(inp: Inputs) -> Outcome:
     req, i = inp.request, inp.index
     segs = tx_segments(req, i)
     code = req.header.transaction_code
-    gross = _money(segs, "DU")
-    if gross is None:
-        gross = _money(segs, "DQ")
-    if gross is None or gross < 0:
-        return rejected(["DU"], ["Gross Amount Due or U&C Charge needed"])
+    pricing, bad = _pricing(segs)
+    if bad is not None:
+        return bad
     controlled = _controlled(inp)
     action: Action | None = None
     if controlled:
@@ -339,7 +395,7 @@ def _billing(inp: Inputs) -> Outcome:
         PAID,
         authorization_number=inp.auth_number or None,
         messages=[_paid_message(controlled, inp.capture)],
-        pricing=Pricing.patient_pays_all(gross),
+        pricing=pricing,
     )
     return Outcome(PAID, action=action, captured=bool(controlled), answer=answer)
 
