@@ -765,8 +765,16 @@ def status_cmd(first, last, as_csv, db, config) -> None:
         raise UserError("--from is after --to")
     with sessions() as s:
         report = reports.status(s, first_day, last_day, zone)
+        unclassified = reports.unclassified_payers(s, first_day, last_day)
     engine.dispose()
-    click.echo(reports.to_csv(report), nl=False) if as_csv else reports.render(report)
+    if as_csv:
+        click.echo(reports.to_csv(report), nl=False)
+        for bin_, pcn, n, _, _ in unclassified.rows:  # stdout stays one CSV table
+            click.echo(f"payment type 99 (other): BIN {bin_} PCN {pcn}: {n} fills", err=True)
+    else:
+        reports.render(report)
+        if unclassified.rows:
+            reports.render(unclassified)
 
 
 @cli.command("recap")

@@ -29,7 +29,9 @@ from rich.table import Table
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session, defer
 
+from cashcapture.core.pmp.records import PAY_OTHER
 from cashcapture.core.store.models import (
+    Claim,
     Fill,
     Pharmacy,
     RecordReject,
@@ -140,6 +142,41 @@ def _state_counts(session: Session, ids: list[int]) -> dict[int, dict[str, int]]
         sid: dict(zip(COUNT_COLUMNS, (int(v) for v in values), strict=True))
         for sid, *values in session.execute(stmt)
     }
+
+
+UNCLASSIFIED_COLUMNS = ("BIN", "PCN", "Fills", "First Fill", "Last Fill")
+
+
+def unclassified_payers(session: Session, first: dt.date, last: dt.date) -> Report:
+    """Insured fills from `first` to `last` reported as DSP16 99 (other), by BIN/PCN.
+
+    A payer route without a `payment_type` in the config gets 99, never a guessed
+    04; this lists those routes so the operator can name their class.
+    """
+    stmt = (
+        select(
+            Claim.bin,
+            Claim.pcn,
+            func.count(Fill.id),
+            func.min(Fill.date_of_service),
+            func.max(Fill.date_of_service),
+        )
+        .join(Claim, Claim.id == Fill.created_by_claim_id)
+        .where(
+            Fill.route == "insured",
+            Fill.payment_type == PAY_OTHER,
+            Fill.date_of_service >= first,
+            Fill.date_of_service <= last,
+        )
+        .group_by(Claim.bin, Claim.pcn)
+        .order_by(Claim.bin, Claim.pcn)
+    )
+    rows = [(b, p or "", n, _date(lo), _date(hi)) for b, p, n, lo, hi in session.execute(stmt)]
+    return Report(
+        "Insured fills reported as payment type 99 (other): give these payer routes a payment_type",
+        UNCLASSIFIED_COLUMNS,
+        rows,
+    )
 
 
 def month_bounds(month: str) -> tuple[dt.date, dt.date]:

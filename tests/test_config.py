@@ -84,8 +84,25 @@ def test_example_values_not_marked_example_are_the_defaults():
     assert cfg.listeners[0] == config.Listener()
     assert cfg.payers[0].framing == "stx"
     assert cfg.payers[0].timeout == config.DEFAULT_UPSTREAM_TIMEOUT
+    assert cfg.payers[0].payment_type == "other" and cfg.payers[0].dsp16 == "99"
     assert extract_settings.load(EXAMPLE).extract == extract_settings.ExtractSettings()
     sftp = extract_settings.load(EXAMPLE).sftp
     examples = {"host", "user", "key", "known_hosts"}
     assert {f.name for f in dataclasses.fields(sftp) if getattr(sftp, f.name) != getattr(
         extract_settings.SftpSettings(), f.name)} == examples  # fmt: skip
+
+
+def test_payer_payment_type_names_a_dsp16_class():
+    from cashcapture.core.pmp.asap import table
+
+    base = {"route": "777001", "host": "127.0.0.1", "port": 6010}
+    for name, code in (("medicaid", "02"), ("medicare", "03"), ("military_va", "05"),
+                       ("indian_nations", "07"), ("other", "99")):  # fmt: skip
+        cfg = config.from_dict({"payers": [dict(base, payment_type=name)]})
+        assert cfg.payers[0].dsp16 == code
+    with pytest.raises(config.ConfigError, match="payment_type must be one of"):
+        config.from_dict({"payers": [dict(base, payment_type="04")]})
+    # the names cover the ASAP code list of DSP16, nothing more
+    from cashcapture.core.pmp.records import PAYMENT_TYPES
+
+    assert set(PAYMENT_TYPES.values()) == set(table("4.1").by_id["DSP16"].codes)

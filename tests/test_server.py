@@ -29,6 +29,7 @@ import ncpdp
 from cashcapture.adapter import config, framing
 from cashcapture.adapter.server import AdapterServer
 from cashcapture.core.store import Claim, Fill, make_engine, session_factory
+from extract import reports
 
 FRAMINGS = ["stx", "len2", "etx"]
 
@@ -204,24 +205,31 @@ def test_store_failure_answers_99_never_paid(adapter, migrated_db_url):
     assert ncpdp.find(answer.transactions[0], "21").get_all("FB") == ["99"]
 
 
-def _insured_config(db_url: str, payer_port: int, timeout: float = 8.0) -> config.Config:
+def _insured_config(
+    db_url: str, payer_port: int, timeout: float = 8.0, payment_type: str | None = "commercial"
+) -> config.Config:
+    route = {"route": INSURED_BIN, "host": "127.0.0.1", "port": payer_port, "timeout": timeout}
+    if payment_type is not None:
+        route["payment_type"] = payment_type
     data = {
         "adapter": {"db": db_url},
         "listeners": [{"host": "127.0.0.1", "port": 0, "framing": f} for f in FRAMINGS],
         "routes": {"cash": [CASH_BIN]},
-        "payers": [
-            {"route": INSURED_BIN, "host": "127.0.0.1", "port": payer_port, "timeout": timeout}
-        ],
+        "payers": [route],
     }
     return config.from_dict(data)
 
 
-def test_insured_claim_forwarded_and_relayed_unchanged(migrated_db_url):
+@pytest.mark.parametrize(
+    ("payment_type", "dsp16"),
+    [("commercial", "04"), ("medicaid", "02"), ("workers_comp", "06"), (None, "99")],
+)
+def test_insured_claim_forwarded_and_relayed_unchanged(migrated_db_url, payment_type, dsp16):
     register_pharmacy(migrated_db_url)
     payer = FakePayer()
     holder = Running()
     holder.call(payer.start())
-    holder.start(_insured_config(migrated_db_url, payer.port))
+    holder.start(_insured_config(migrated_db_url, payer.port, payment_type=payment_type))
     try:
         request = load("b1_insured.dat")
         with Client(holder.server.ports[0]) as c:
@@ -230,11 +238,18 @@ def test_insured_claim_forwarded_and_relayed_unchanged(migrated_db_url):
         assert payer.received == [request, request]  # byte for byte
         assert answer == payer.answer(request) == answer2  # relayed unchanged
         [fill] = fills(migrated_db_url)
-        assert (fill.route, fill.ndc, fill.payment_type) == ("insured", fx.HYDROCODONE_APAP, "04")
+        assert (fill.route, fill.ndc, fill.payment_type) == ("insured", fx.HYDROCODONE_APAP, dsp16)
         engine = make_engine(migrated_db_url)
         with session_factory(engine)() as s:
             kept = s.scalars(select(Claim.response).where(Claim.route == "insured")).all()
+            day = fill.date_of_service
+            listed = reports.unclassified_payers(s, day, day).rows
         engine.dispose()
+        # a route with no payment_type: 99, and `status` names it; never a silent 04
+        bin_, _, pcn = INSURED_BIN.partition("/")
+        assert listed == (
+            [(bin_, pcn, 1, day.isoformat(), day.isoformat())] if dsp16 == "99" else []
+        )
         assert kept[0] == answer  # the payer's response is kept
     finally:
         holder.call(payer.stop())

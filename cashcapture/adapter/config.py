@@ -18,6 +18,7 @@ from pathlib import Path
 from cashcapture.adapter import framing
 from cashcapture.core.configfile import SECTIONS as SECTIONS  # re-exported: the adapter's view
 from cashcapture.core.configfile import ConfigError, check_sections, read
+from cashcapture.core.pmp.records import PAYMENT_TYPES
 
 DEFAULT_DB = "sqlite:///cashcapture.db"
 DEFAULT_UPSTREAM_TIMEOUT = 8.0
@@ -56,6 +57,11 @@ class PayerRoute:
     port: int
     framing: str = framing.DEFAULT_FRAMING
     timeout: float = DEFAULT_UPSTREAM_TIMEOUT
+    payment_type: str = "other"  # DSP16 class of its fills (records.PAYMENT_TYPES); other = 99
+
+    @property
+    def dsp16(self) -> str:
+        return PAYMENT_TYPES[self.payment_type]
 
 
 @dataclass(frozen=True)
@@ -151,13 +157,16 @@ def from_dict(data: dict) -> Config:
     payers = []
     for i, item in enumerate(data.get("payers", [])):
         sec = f"payers[{i}]"
-        _unknown(sec, item, {"route", "host", "port", "framing", "timeout"})
+        _unknown(sec, item, {"route", "host", "port", "framing", "timeout", "payment_type"})
         for need in ("route", "host", "port"):
             if need not in item:
                 raise ConfigError(f"{sec}.{need} is required")
         timeout = _typed(sec, "timeout", item.get("timeout", DEFAULT_UPSTREAM_TIMEOUT), float)
         if timeout <= 0:  # type: ignore[operator]
             raise ConfigError(f"{sec}.timeout must be positive")
+        payment = str(item.get("payment_type", "other"))
+        if payment not in PAYMENT_TYPES:
+            raise ConfigError(f"{sec}.payment_type must be one of {', '.join(PAYMENT_TYPES)}")
         payers.append(
             PayerRoute(
                 route=BinPcn.parse(item["route"]),
@@ -165,6 +174,7 @@ def from_dict(data: dict) -> Config:
                 port=_port(sec, item["port"]),
                 framing=_framing(sec, item.get("framing", framing.DEFAULT_FRAMING)),
                 timeout=timeout,  # type: ignore[arg-type]
+                payment_type=payment,
             )
         )
     kw["payers"] = tuple(payers)

@@ -34,6 +34,7 @@ from cashcapture.adapter.config import Config, PayerRoute
 from cashcapture.adapter.metrics import Metrics
 from cashcapture.adapter.spool import Record, Spool, spool_path
 from cashcapture.adapter.upstream import Payer, UpstreamError
+from cashcapture.core.pmp.records import PAY_OTHER
 from cashcapture.core.store import (
     BatchUnit,
     FillKey,
@@ -481,6 +482,12 @@ class _InsuredCapture(_Capture):
     def wanted(self) -> list[int]:
         return list(self.schedules)
 
+    def payment_type(self) -> str:
+        """DSP16 of the payer route the claim went to (its configured class; 99 if none)."""
+        h = self.request.header
+        _, payer = self.router.routes.lookup(h.bin, h.pcn)
+        return payer.dsp16 if payer is not None else PAY_OTHER
+
     def changes_a_fill(self) -> bool:
         """Whether the payer's verdict captures or voids a controlled fill (what a lost
         capture would lose)."""
@@ -505,7 +512,8 @@ class _InsuredCapture(_Capture):
                 got = capture.extract_fill(
                     self.request.header.date_of_service, segs, required=False
                 )
-                values = dict(got.values, payment_type="04", route=INSURED, schedule=sched)
+                values = dict(got.values, payment_type=self.payment_type(), route=INSURED)
+                values["schedule"] = sched
                 if fill is None:
                     fields = dict(values, pharmacy_id=self.pharmacy_id)
                     writes.insert_fill(fields, claim=claim, ingredients=got.ingredients)

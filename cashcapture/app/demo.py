@@ -159,7 +159,8 @@ def config_toml(db_url: str, payer_port: int, sftp_section: str) -> str:
         f'route = "{insured}"\n'
         'host = "127.0.0.1"\n'
         f"port = {payer_port}\n"
-        "timeout = 5.0\n\n"
+        "timeout = 5.0\n"
+        'payment_type = "commercial"  # DSP16 04 for its fills\n\n'
         "[extract]\n"
         'state = "KY"\n'
         'outbox = "outbox"\n'

@@ -30,6 +30,17 @@ PAY_MILITARY_VA = "05"
 PAY_WORKERS_COMP = "06"
 PAY_INDIAN_NATIONS = "07"
 PAY_OTHER = "99"
+# DSP16 by the name a payer route gives its class in the config ([[payers]] payment_type).
+PAYMENT_TYPES = {
+    "private_pay": PAY_PRIVATE,
+    "medicaid": PAY_MEDICAID,
+    "medicare": PAY_MEDICARE,
+    "commercial": PAY_COMMERCIAL,
+    "military_va": PAY_MILITARY_VA,
+    "workers_comp": PAY_WORKERS_COMP,
+    "indian_nations": PAY_INDIAN_NATIONS,
+    "other": PAY_OTHER,
+}
 
 # DSP07 / CDI02 product ID qualifier
 PRODUCT_NDC = "01"
