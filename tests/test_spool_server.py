@@ -63,7 +63,14 @@ def _insured_config(db_url: str, spool_file: Path, payer_port: int) -> config.Co
         {
             "adapter": {"db": db_url, "spool": str(spool_file)},
             "listeners": [{"host": "127.0.0.1", "port": 0}],
-            "payers": [{"route": INSURED_BIN, "host": "127.0.0.1", "port": payer_port}],
+            "payers": [
+                {
+                    "route": INSURED_BIN,
+                    "host": "127.0.0.1",
+                    "port": payer_port,
+                    "payment_type": "commercial",
+                }
+            ],
         }
     )
 
@@ -86,7 +93,8 @@ def test_store_down_answer_relayed_then_replayed_at_start_exactly_once(db_url, t
             tmp_path,
             db_url,
             0,
-            extra=f'[[payers]]\nroute = "{INSURED_BIN}"\nhost = "127.0.0.1"\nport = {payer.port}\n',
+            extra=f'[[payers]]\nroute = "{INSURED_BIN}"\nhost = "127.0.0.1"\nport = {payer.port}\n'
+            'payment_type = "commercial"\n',
         )
         spool_line = f"spool = {json.dumps(str(spool_file))}\n"
         cfg.write_text(cfg.read_text().replace("[adapter]\n", "[adapter]\n" + spool_line, 1))
