@@ -7,6 +7,7 @@ fix end as one line on stderr and exit status 2 (see `main`).
 from __future__ import annotations
 
 import sys
+from typing import BinaryIO
 
 import click
 
@@ -87,7 +88,7 @@ def encode(source: str) -> None:
         raise UserError(f"{source}: not JSON: {exc}") from None
     except ncpdp.BuildError as exc:
         raise UserError(f"{source}: cannot encode: {exc}") from None
-    out = click.get_binary_stream("stdout")
+    out: BinaryIO = sys.stdout.buffer
     out.write(data)
     out.flush()
 
@@ -406,7 +407,8 @@ def _print_answer(name: str, answer: bytes, as_json: bool) -> None:
         click.echo(json.dumps(ncpdp.to_json(msg)))
         return
     h = msg.header
-    click.echo(f"{name}: {h.transaction_code} header status {h.header_response_status}")
+    status = getattr(h, "header_response_status", "?")  # a request sent back has none
+    click.echo(f"{name}: {h.transaction_code} header status {status}")
     for i, txn in enumerate(msg.transactions, 1):
         st = ncpdp.find(txn, "21")
         if st is None:
@@ -417,8 +419,8 @@ def _print_answer(name: str, answer: bytes, as_json: bool) -> None:
         if codes := st.get_all("FB"):
             parts.append("rejects " + " ".join(codes))
         pricing = ncpdp.find(txn, "23")
-        if pricing is not None and pricing.get("F5"):
-            parts.append(f"patient pays {ncpdp.typed('F5', pricing.get('F5'))}")
+        if pricing is not None and (f5 := pricing.get("F5")):
+            parts.append(f"patient pays {ncpdp.typed('F5', f5)}")
         click.echo(", ".join(parts))
         for line in st.get_all("FQ"):
             click.echo(f"    {line}")

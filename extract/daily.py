@@ -53,6 +53,7 @@ from cashcapture.core.store.models import (
     submission_pharmacies,
 )
 from cashcapture.core.store.repo import IN_FLIGHT
+from cashcapture.core.store.sql import dbapi_connection, table_of
 from cashcapture.core.store.types import utcnow
 from extract import writer as asap_writer
 from extract.reader import read
@@ -81,7 +82,7 @@ def day_end(settings: Settings, day: dt.date) -> dt.datetime:
 
 # --- fill rows -> ASAP values -----------------------------------------------------
 
-_FILL = Fill.__table__
+_FILL = table_of(Fill)
 _C = _FILL.c
 
 
@@ -631,6 +632,8 @@ class Extractor:
             )
             with self.sessions() as s:
                 for pid, fill_id, segment, element, message in s.execute(stmt):
+                    if fill_id is None:  # joined to Fill: never, but the column allows it
+                        continue
                     per = self._rejects.setdefault(pid, {})
                     per.setdefault(fill_id, set()).add((segment, element, message))
         found: dict[int, set] = {}
@@ -799,7 +802,7 @@ class Extractor:
         columns = "submission_records (submission_id, fill_id, reporting_status, fill_version)"
         dialect = conn.dialect.name
         if dialect in ("postgresql", "sqlite"):
-            cursor = conn.connection.dbapi_connection.cursor()
+            cursor = dbapi_connection(conn).cursor()
             try:
                 if dialect == "postgresql":  # COPY: a national day is a million rows
                     with cursor.copy(f"COPY {columns} FROM STDIN") as copy:
@@ -812,7 +815,7 @@ class Extractor:
             return
         names = ("submission_id", "fill_id", "reporting_status", "fill_version")
         conn.execute(
-            insert(SubmissionRecord.__table__), [dict(zip(names, r, strict=True)) for r in rows]
+            insert(table_of(SubmissionRecord)), [dict(zip(names, r, strict=True)) for r in rows]
         )
 
     def _drop(self, s: Session, dropped: list[tuple[int, int]]) -> None:
@@ -845,7 +848,7 @@ class Extractor:
                     }
                 )
         if rows:
-            s.execute(insert(RecordReject.__table__), rows)
+            s.execute(insert(table_of(RecordReject)), rows)
         if b.open_rejects and b.content is not None and not b.errors:
             went = set(b.pending.fill_ids)
             passed = [fid for fid in b.open_rejects if fid in went]

@@ -23,7 +23,7 @@ import os
 import posixpath
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,7 +182,7 @@ class _Delivery:
         sessions: sessionmaker[Session],
         settings: Settings,
         progress: Callable[[str], None] | None,
-        sleep: Callable[[float], object],
+        sleep: Callable[[float], Awaitable[object]],
     ) -> None:
         self.sessions = sessions
         self.settings = settings
@@ -215,7 +215,7 @@ class _Delivery:
             self._conn.abort() if self._sftp is None else self._conn.close()
             try:
                 await asyncio.wait_for(self._conn.wait_closed(), 5)
-            except (TimeoutError, *NETWORK_FAULTS):
+            except (TimeoutError, *NETWORK_FAULTS):  # type: ignore[misc]
                 pass
         self._conn = self._sftp = None
 
@@ -332,7 +332,7 @@ def submit(
     settings: Settings,
     *,
     progress: Callable[[str], None] | None = None,
-    sleep: Callable[[float], object] = _asleep,
+    sleep: Callable[[float], Awaitable[object]] = _asleep,
 ) -> SubmitResult:
     """Deliver every written or interrupted file; safe to re-run at any time."""
     with sessions() as s:

@@ -59,7 +59,7 @@ def _parse(data: bytes) -> Request | Response:
     if data[:2] == b"D0":
         kind, hlen, cls = "response", RESPONSE_LEN, Response
     else:
-        kind, hlen, cls = "request", REQUEST_LEN, Request
+        kind, hlen, cls = "request", REQUEST_LEN, Request  # type: ignore[assignment]
     if len(data) < hlen:
         raise ParseError(len(data), f"{kind} header needs {hlen} bytes, got {len(data)}")
     header = parse_header(kind, data)
@@ -68,7 +68,7 @@ def _parse(data: bytes) -> Request | Response:
         offset, reason = _diagnose(body)
         raise ParseError(hlen + offset, reason)
     groups = body.split(GS)
-    return cls(header, _segments(groups[0]), [_segments(g) for g in groups[1:]])
+    return cls(header, _segments(groups[0]), [_segments(g) for g in groups[1:]])  # type: ignore[arg-type]
 
 
 def _segments(chunk: str) -> list[Segment]:
@@ -130,7 +130,7 @@ def build(msg: Request | Response) -> bytes:
     if body is None:
         _explain(msg.segments, msg.transactions)
     try:
-        return head + body.encode("latin-1")  # type: ignore[union-attr]
+        return head + body.encode("latin-1")
     except UnicodeEncodeError:
         raise BuildError("a field value has a character outside latin-1") from None
 

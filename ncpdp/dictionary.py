@@ -49,7 +49,7 @@ class HeaderSlot:
 
 
 def _rows(name: str) -> list[dict[str, str]]:
-    with resources.files("ncpdp").joinpath("data", name).open(encoding="utf-8", newline="") as f:
+    with resources.files("ncpdp").joinpath("data", name).open("r", encoding="utf-8") as f:
         return list(csv.DictReader(f))
 
 

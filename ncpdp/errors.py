@@ -12,7 +12,8 @@ class ParseError(ValueError):
         self.offset = offset
         self.reason = reason
 
-    def __reduce__(self):  # keep pickling (xdist, multiprocessing) working
+    def __reduce__(self) -> tuple[type[ParseError], tuple[int, str]]:
+        # keep pickling (xdist, multiprocessing) working
         return (type(self), (self.offset, self.reason))
 
 

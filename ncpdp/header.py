@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from operator import attrgetter
+from typing import Any
 
 from construct import Bytes, Struct
 
@@ -86,8 +87,8 @@ _COUNT_INDEX = {kind: [a for a, _ in SLOTS[kind]].index("transaction_count") for
 _DEFAULTS: dict[str, object] = {"transaction_count": 1, "version": "D0"}
 
 
-def _padded(kind: str, values: dict[str, object]) -> dict[str, object]:
-    out: dict[str, object] = {}
+def _padded(kind: str, values: dict[str, object]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for attr, slot in SLOTS[kind]:
         v = values.get(attr, _DEFAULTS.get(attr, ""))
         out[attr] = v if attr == "transaction_count" else str(v).ljust(slot.length)
@@ -99,11 +100,11 @@ def _padded(kind: str, values: dict[str, object]) -> dict[str, object]:
 # (exact bytes <-> exact values), so construct stays the only code laying out the
 # bytes while the hot path skips it for a header it has seen. CACHE_SIZE = 0 disables.
 CACHE_SIZE = 4096
-_parsed: dict[bytes, tuple] = {}
-_built: dict[tuple, bytes] = {}
+_parsed: dict[bytes, tuple[Any, ...]] = {}
+_built: dict[tuple[Any, ...], bytes] = {}
 
 
-def _remember(cache: dict, key: object, value: object) -> None:
+def _remember(cache: dict[Any, Any], key: object, value: object) -> None:
     if len(cache) >= CACHE_SIZE:
         cache.clear()
     if CACHE_SIZE:
@@ -125,7 +126,8 @@ def parse_header(kind: str, data: bytes) -> RequestHeader | ResponseHeader:
         decoded[i] = int(count)
         vals = tuple(decoded)
         _remember(_parsed, raw, vals)
-    return _CLASSES[kind](*vals)
+    header: RequestHeader | ResponseHeader = _CLASSES[kind](*vals)
+    return header
 
 
 def build_header(header: RequestHeader | ResponseHeader) -> bytes:
@@ -157,6 +159,6 @@ def build_header(header: RequestHeader | ResponseHeader) -> bytes:
                     f"header {attr} must be exactly {slot.length} characters (padded)"
                 ) from None
         raise BuildError("a header value has a character outside latin-1") from None
-    out = STRUCTS[kind].build(packed)
+    out: bytes = STRUCTS[kind].build(packed)
     _remember(_built, key, out)
     return out

@@ -58,11 +58,12 @@ def from_json(d: Any) -> Request | Response:
     txns = d.get("transactions", [])
     if not isinstance(segs, list) or not isinstance(txns, list):
         raise BuildError('"segments" and "transactions" must be lists')
-    return cls(
+    message: Request | Response = cls(
         hcls(**{n: h[n] for n in names}),
         [_from_seg(s, f"segments[{i}]") for i, s in enumerate(segs)],
         [_txn(t, i) for i, t in enumerate(txns)],
     )
+    return message
 
 
 def _txn(t: Any, i: int) -> list[Segment]:

@@ -13,6 +13,7 @@ Errors name the field, never the value.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 
 from .dictionary import FIELDS, OVERPUNCH, OVERPUNCH_OUT, field_name
@@ -120,7 +121,15 @@ def _write_money(value: Decimal | int, scale: int, length: int) -> str | None:
     return digits[:-1] + OVERPUNCH_OUT[(digits[-1], -1 if n < 0 else 1)]
 
 
-_READ = {"int": _read_int, "date": _read_date, "decimal": _read_decimal, "money": _read_money}
+_Reader = Callable[[str, int], TypedValue]
+_Writer = Callable[..., str | None]
+_READ: dict[str, _Reader] = {
+    "int": _read_int, "date": _read_date, "decimal": _read_decimal, "money": _read_money
+}
 # field code -> (reader, implied decimals); text and unknown fields read as they are
-_READERS = {code: (_READ[f.kind], f.scale) for code, f in FIELDS.items() if f.kind != "text"}
-_WRITE = {"int": _write_int, "date": _write_date, "decimal": _write_decimal, "money": _write_money}
+_READERS: dict[str, tuple[_Reader, int]] = {
+    code: (_READ[f.kind], f.scale) for code, f in FIELDS.items() if f.kind != "text"
+}
+_WRITE: dict[str, _Writer] = {
+    "int": _write_int, "date": _write_date, "decimal": _write_decimal, "money": _write_money
+}

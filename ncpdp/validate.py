@@ -64,7 +64,7 @@ class _Rules:
 def _load_rules() -> dict[str, _Rules]:
     path = resources.files("ncpdp").joinpath("data", "rules.csv")
     acc: dict[str, tuple[list[str], list[str], dict[str, list[str]]]] = {}
-    with path.open(encoding="utf-8", newline="") as f:
+    with path.open("r", encoding="utf-8") as f:
         for r in csv.DictReader(f):
             for tc in r["transaction_codes"].split():
                 req, nu, flds = acc.setdefault(tc, ([], [], {}))

@@ -63,8 +63,8 @@ class Action:
 
     kind: str  # insert | revise | void
     transaction: int
-    values: dict = field(default_factory=dict)
-    ingredients: list = field(default_factory=list)
+    values: dict[str, object] = field(default_factory=dict)
+    ingredients: list[dict[str, object]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ def fill_key(request: Request, i: int) -> tuple[str, int, dt.date] | None:
     return rx, fill, dos  # type: ignore[return-value]
 
 
-def _content(request: Request, i: int) -> tuple:
+def _content(request: Request, i: int) -> tuple[object, ...]:
     h = request.header
     return (
         h.bin,
@@ -143,6 +143,7 @@ def _match_prior(request: Request, i: int, prior: Prior) -> tuple[bool, list[Seg
         return False, None
     try:
         old_req = ncpdp.parse(prior.request)
+        assert isinstance(old_req, Request)  # the store keeps the request it was sent
         old_resp = ncpdp.parse(prior.response)
     except ncpdp.ParseError:
         return False, None
@@ -309,7 +310,9 @@ def _grouped(
     return out
 
 
-def _pmp_problems(request: Request, i: int, schedule_of: Callable[[str], str | None]) -> list:
+def _pmp_problems(
+    request: Request, i: int, schedule_of: Callable[[str], str | None]
+) -> list[capture.Problem]:
     """What the PMP record of transaction ``i`` lacks, when it dispenses a controlled drug."""
     segs = tx_segments(request, i)
     if schedule(segs, schedule_of) is None:
@@ -350,7 +353,7 @@ class Inputs:
 def schedule(segments: list[Segment], schedule_of: Callable[[str], str | None]) -> str | None:
     """The schedule of the most controlled drug dispensed (CII first), None if none is."""
     found = [s for ndc in capture.product_ndcs(segments) if (s := schedule_of(ndc))]
-    return min(found, key=_SCHEDULE_RANK.get) if found else None
+    return min(found, key=lambda s: _SCHEDULE_RANK.get(s, 9)) if found else None
 
 
 _SCHEDULE_RANK = {"CII": 2, "CIII": 3, "CIV": 4, "CV": 5}

@@ -400,7 +400,7 @@ class FirstValues(Mapping[str, str]):
     def __init__(self, raw: dict[str, str]) -> None:
         self._raw = raw
 
-    def get(self, code: str, default=None):  # type: ignore[override]
+    def get(self, code: str, default: str | None = None) -> str | None:  # type: ignore[override]
         value = self._raw.get(code)
         return default if value is None else value.strip()
 
@@ -414,7 +414,7 @@ class FirstValues(Mapping[str, str]):
         return len(self._raw)
 
 
-def ingredients(segments) -> tuple[list[dict[str, object]], list[Problem]]:
+def ingredients(segments: Sequence[Segment]) -> tuple[list[dict[str, object]], list[Problem]]:
     """Compound segment (10) -> FillIngredient rows (RE/TE/ED repeats)."""
     rows: list[dict[str, object]] = []
     problems: list[Problem] = []
@@ -440,7 +440,9 @@ def ingredients(segments) -> tuple[list[dict[str, object]], list[Problem]]:
     return rows, problems
 
 
-def extract_fill(header_date_of_service: str, segments, *, required: bool = True) -> Extracted:
+def extract_fill(
+    header_date_of_service: str, segments: Sequence[Segment], *, required: bool = True
+) -> Extracted:
     """Run FIELD_MAP over one transaction's segments (message-level ones included).
 
     With ``required`` (a cash claim of a controlled drug) missing or invalid
@@ -502,7 +504,7 @@ def extract_fill(header_date_of_service: str, segments, *, required: bool = True
     return Extracted(values, rows, problems)
 
 
-def product_ndcs(segments) -> list[str]:
+def product_ndcs(segments: Sequence[Segment]) -> list[str]:
     """The NDCs a transaction dispenses: its product, or its compound ingredients."""
     claims = [s for s in segments if s.id == "07"]
     if first_value(claims, "D6") == COMPOUND_CODE:

@@ -49,7 +49,7 @@ from cashcapture.core.store import (
 )
 from cashcapture.core.store.types import utcnow
 from ncpdp import Request, responses
-from ncpdp.header import LENGTHS, parse_header
+from ncpdp.header import LENGTHS, RequestHeader, parse_header
 
 log = logging.getLogger("cashcapture.adapter.router")
 
@@ -255,7 +255,8 @@ class Router:
         fields = {"offset": exc.offset, "reason": exc.reason}
         if len(data) >= LENGTHS["request"] and data[:2] != b"D0":
             try:
-                header = parse_header("request", data[: LENGTHS["request"]])
+                parsed = parse_header("request", data[: LENGTHS["request"]])
+                header = parsed if isinstance(parsed, RequestHeader) else None
             except ncpdp.ParseError:
                 header = None
             if header is not None:
@@ -314,7 +315,9 @@ class Router:
             else:
                 self.metrics.upstream_errors.labels(label, exc.reject_code).inc()
             response = ncpdp.build(responses.transmission_rejected(request, [exc.reject_code]))
-            fields = {"payer": label, "reject_codes": [exc.reject_code], "reason": exc.reason}
+            fields: dict[str, object] = {
+                "payer": label, "reject_codes": [exc.reject_code], "reason": exc.reason
+            }
             return Reply(response, INSURED, "R"), fields
         captured, claim_id, reason = 0, None, None
         status, statuses = _payer_statuses(answer)
@@ -328,7 +331,9 @@ class Router:
             self.metrics.capture_failures.labels(INSURED).inc()
             if unit.changes_a_fill():
                 reason = await self._spool(unit)
-        fields = {"claim_id": claim_id, "payer": label, "captured": captured, "reason": reason}
+        fields = {
+            "claim_id": claim_id, "payer": label, "captured": captured, "reason": reason
+        }
         return Reply(answer, INSURED, status), fields
 
 
@@ -495,7 +500,7 @@ class _InsuredCapture(_Capture):
         verdicts = PAYER_PAID if code in ("B1", "B3") else PAYER_APPROVED if code == "B2" else ()
         return any(self.statuses[i] in verdicts for i in self.schedules)
 
-    def apply(self, found, writes: Writes) -> tuple[Ref, int]:
+    def apply(self, found, writes: Writes) -> tuple[Ref | None, int]:
         status = self.statuses[0] if self.statuses else "?"
         claim = self.claim(writes, INSURED, self.answer, status)
         if self.pharmacy_id is None:

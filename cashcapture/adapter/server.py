@@ -11,6 +11,7 @@ flight finish and are answered, and the group committer drains.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import multiprocessing
 import os
@@ -142,7 +143,7 @@ class AdapterServer:
         await self.router.start()  # the capture spool is replayed before the first claim
         for listener in self.cfg.listeners:
             server = await asyncio.start_server(
-                lambda r, w, li=listener: self._accept(li, r, w),
+                functools.partial(self._accept, listener),
                 listener.host,
                 listener.port,
                 reuse_port=self.reuse_port or None,

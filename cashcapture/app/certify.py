@@ -236,7 +236,7 @@ def asap_record(extracted: capture.Extracted, payment_type: str, provider: tuple
         asap.Ingredient(
             sequence=str(i["sequence"]),
             product_id=str(i["ndc"]),
-            quantity=i["quantity"],
+            quantity=i["quantity"],  # type: ignore[arg-type]  # a Decimal from capture
             product_qualifier=str(i["product_id_qualifier"]),
         )
         for i in extracted.ingredients
@@ -249,7 +249,7 @@ def asap_record(extracted: capture.Extracted, payment_type: str, provider: tuple
     fill = daily.dispensation_value(
         _block(daily.DISPENSATION_MAP, values),
         asap.NEW,
-        int(values.get("fill_number") or 0),
+        int(str(values.get("fill_number") or 0)),
         daily.prescriber_value(_block(daily.PRESCRIBER_MAP, values)),
         ingredients,
     )

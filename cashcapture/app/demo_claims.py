@@ -13,6 +13,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 import ncpdp
 from ncpdp import Request, RequestHeader, Segment, wire
@@ -99,7 +100,7 @@ class Claim:
     compound: tuple[tuple[str, str, str], ...] = ()  # (NDC, quantity, cost) per ingredient
 
 
-def _seg(seg_id: str, *fields: tuple[str, object]) -> Segment:
+def _seg(seg_id: str, *fields: tuple[str, Any]) -> Segment:
     return Segment(seg_id, [(c, wire(c, v)) for c, v in fields])
 
 

@@ -29,7 +29,9 @@ FDA_ENCODING = "latin-1"  # the FDA text files are not UTF-8
 
 # Dashed layouts and how each pads to 5-4-2.
 _DASHED = re.compile(r"^(\d{4,5})-(\d{3,4})-(\d{1,2})$")
-_PADDINGS = {(4, 4, 2): (1, 0, 0), (5, 3, 2): (0, 1, 0), (5, 4, 1): (0, 0, 1), (5, 4, 2): (0, 0, 0)}
+_PADDINGS: dict[tuple[int, ...], tuple[int, int, int]] = {
+    (4, 4, 2): (1, 0, 0), (5, 3, 2): (0, 1, 0), (5, 4, 1): (0, 0, 1), (5, 4, 2): (0, 0, 0)
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ other scripts' digits, which no collector's file can carry.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from stdnum import luhn
 
@@ -40,7 +41,7 @@ def ascii_digits(value: str) -> bool:
 # "ssa": as the SSA issues numbers since its randomization of 25 June 2011 (area
 # not 000, 666 or 900-999). "2011": the 2011 KY guide's "773 or higher is not
 # valid", older than that randomization; kept for the 2011 rules only.
-SSN_AREA_RULES = {
+SSN_AREA_RULES: dict[str, Callable[[int], bool]] = {
     "ssa": lambda area: area not in (0, 666) and area < 900,
     "2011": lambda area: 0 < area <= 772,
 }

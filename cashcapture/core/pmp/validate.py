@@ -188,8 +188,10 @@ class Report:
             lines.append(("WARNING - " if p.severity == WARNING else "") + p.message)
         rows = self.reject_table()
         if rows:
-            cols = ("Facility ID", "Refill Code", "Rx Number", "Date Filled", "NDC Number")
-            cols += ("Reject Reason",)
+            cols = (
+                "Facility ID", "Refill Code", "Rx Number", "Date Filled", "NDC Number",
+                "Reject Reason",
+            )
             widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
             lines.append("")
             lines.append("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip())
@@ -214,12 +216,16 @@ def _date_ok(s: str) -> bool:
 def _drug_lookup(drug_list: Any) -> Callable[[str], bool] | None:
     if drug_list is None:
         return None
+    lookup: Callable[[str], bool]
     if hasattr(drug_list, "is_reportable"):
-        return drug_list.is_reportable
-    if callable(drug_list):
-        return drug_list
-    if hasattr(drug_list, "__contains__"):
-        return drug_list.__contains__
+        lookup = drug_list.is_reportable
+    elif callable(drug_list):
+        lookup = drug_list
+    elif hasattr(drug_list, "__contains__"):
+        lookup = drug_list.__contains__
+    else:
+        raise TypeError("drug_list must have .is_reportable(ndc), be callable or be a set of NDCs")
+    return lookup
     raise TypeError("drug_list must have .is_reportable(ndc), be callable or be a set of NDCs")
 
 
@@ -345,7 +351,9 @@ class Validator:
     def _c_us_state(self, r: ElementRule, v: str, vals: list[str]) -> Iterable[Finding]:
         return () if v in self.rules.us_states else ((r, "us_state", None, REJECT),)
 
-    def _c_us_state_unless_foreign(self, r, v, vals) -> Iterable[Finding]:
+    def _c_us_state_unless_foreign(
+        self, r: ElementRule, v: str, vals: list[str]
+    ) -> Iterable[Finding]:
         if vals[22] or v in self.rules.us_states:  # PAT22 country of a non-US resident
             return ()
         return ((r, "us_state", None, REJECT),)
@@ -384,7 +392,9 @@ class Validator:
     def _c_after_1900(self, r: ElementRule, v: str, vals: list[str]) -> Iterable[Finding]:
         return ((r, "after_1900", None, REJECT),) if int(v[:4]) < self.rules.min_birth_year else ()
 
-    def _c_written_before_filled(self, r, v, vals) -> Iterable[Finding]:
+    def _c_written_before_filled(
+        self, r: ElementRule, v: str, vals: list[str]
+    ) -> Iterable[Finding]:
         filled = vals[5]  # DSP05
         if v > filled and _date_ok(filled):
             return ((r, "written_before_filled", None, REJECT),)

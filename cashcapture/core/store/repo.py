@@ -46,6 +46,13 @@ from cashcapture.core.store.models import (
     Submission,
     SubmissionRecord,
 )
+from cashcapture.core.store.sql import (
+    BindProcessor,
+    bind_processor,
+    dbapi_connection,
+    dbapi_module,
+    table_of,
+)
 from cashcapture.core.store.types import utcnow
 
 #: Names of the unique fill key as the two databases report a violation of it.
@@ -251,7 +258,7 @@ def void_fill(session: Session, fill: Fill, *, claim: Claim | None = None) -> Fi
 # --- the rules both forms apply -------------------------------------------------
 
 _KEY_FIELDS = ("pharmacy_id", "rx_number", "fill_number", "date_of_service")
-_FILL_COLUMNS = frozenset(c.key for c in Fill.__table__.columns)
+_FILL_COLUMNS = frozenset(c.key for c in table_of(Fill).columns)
 
 
 def _new_fill(fields: Mapping[str, Any], ingredients: Sequence, now: dt.datetime) -> dict:
@@ -359,7 +366,7 @@ def find_fills(conn: Connection, keys: Iterable[FillKey]) -> dict[FillKey, FillR
         p, r, n, d = (list(col) for col in zip(*wanted, strict=True))
         # Planned afresh each time (prepare=False): psycopg would prepare it after
         # five runs, and a generic plan made while the table was small scans it.
-        cursor = conn.connection.dbapi_connection.cursor()
+        cursor = dbapi_connection(conn).cursor()
         try:
             cursor.execute(_FIND_FILLS_PG, {"p": p, "r": r, "n": n, "d": d}, prepare=False)
             rows = cursor.fetchall()
@@ -385,9 +392,9 @@ _FIND_SQL: dict[int, str] = {}
 _DATE_BIND: dict[str, Any] = {}
 
 
-def _date_bind(conn: Connection):
+def _date_bind(conn: Connection) -> Any:
     """How the dialect stores a date (SQLAlchemy's own bind processor)."""
-    proc = Fill.__table__.c.date_of_service.type._cached_bind_processor(conn.dialect)
+    proc = bind_processor(table_of(Fill).c.date_of_service.type, conn.dialect)
     return _DATE_BIND.setdefault(conn.dialect.name, proc or (lambda v: v))
 
 
@@ -497,14 +504,15 @@ class Writes:
 def _column_defaults(table: Table) -> dict[str, Any]:
     # executemany needs every row to name the same columns: scalar defaults fill gaps
     return {
-        c.key: c.default.arg if c.default is not None and c.default.is_scalar else None
+        c.key: getattr(c.default, "arg", None) if c.default is not None and c.default.is_scalar
+        else None
         for c in table.columns
         if not c.primary_key
     }
 
 
-_FILL_DEFAULTS = _column_defaults(Fill.__table__)
-_INGREDIENT_DEFAULTS = _column_defaults(FillIngredient.__table__)
+_FILL_DEFAULTS = _column_defaults(table_of(Fill))
+_INGREDIENT_DEFAULTS = _column_defaults(table_of(FillIngredient))
 _INGREDIENT_DELETE = delete(FillIngredient).where(
     FillIngredient.fill_id.in_(bindparam("ids", expanding=True))
 )
@@ -525,12 +533,12 @@ def write_batch(conn: Connection, batch: Sequence[Writes]) -> None:
     if claims:
         for (ref, row), new_id in zip(claims, claim_ids, strict=True):
             ref.id = row["id"] = new_id
-        insert_many(conn, Claim.__table__, [row for _, row in claims])
+        insert_many(conn, table_of(Claim), [row for _, row in claims])
     if fills:
         for (ref, row, claim), new_id in zip(fills, fill_ids, strict=True):
             ref.id = row["id"] = new_id
             row["created_by_claim_id"] = claim.id if claim is not None else None
-        insert_many(conn, Fill.__table__, [row for _, row, _ in fills])
+        insert_many(conn, table_of(Fill), [row for _, row, _ in fills])
     for w in batch:
         for fill, values, claim in w.updates:
             if claim is not None:
@@ -548,10 +556,10 @@ def write_batch(conn: Connection, batch: Sequence[Writes]) -> None:
         for item in items
     ]
     if rows:
-        insert_many(conn, FillIngredient.__table__, rows)
+        insert_many(conn, table_of(FillIngredient), rows)
 
 
-_PLANS: dict[tuple, tuple[str, tuple[str, ...], list]] = {}
+_PLANS: dict[tuple[Any, ...], tuple[str, tuple[str, ...], list[tuple[int, BindProcessor]]]] = {}
 
 
 def insert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -574,12 +582,12 @@ def insert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
     if plan is None:
         compiled = insert(table).compile(dialect=dialect, column_keys=list(columns))
         order = tuple(compiled.positiontup or ()) if compiled.positional else columns
-        procs = [(i, table.c[k].type._cached_bind_processor(dialect)) for i, k in enumerate(order)]
+        all_procs = [(i, bind_processor(table.c[k].type, dialect)) for i, k in enumerate(order)]
         if dialect.name == "postgresql" and dialect.driver == "psycopg":
             sql = f"COPY {table.name} ({', '.join(order)}) FROM STDIN"
         else:
             sql = str(compiled)
-        plan = _PLANS[plan_key] = (sql, order, [(i, p) for i, p in procs if p])
+        plan = _PLANS[plan_key] = (sql, order, [(i, p) for i, p in all_procs if p])
     sql, order, procs = plan
     memo: dict[tuple[int, Any], Any] = {}
     params: list[list] = []
@@ -605,14 +613,14 @@ def insert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
         conn.exec_driver_sql(sql, [dict(zip(order, v, strict=True)) for v in params])
 
 
-def _copy(conn: Connection, sql: str, rows: list[list]) -> None:
+def _copy(conn: Connection, sql: str, rows: list[list[Any]]) -> None:
     # psycopg's COPY: one round trip, half the client CPU of its pipelined executemany
-    cursor = conn.connection.dbapi_connection.cursor()
+    cursor = dbapi_connection(conn).cursor()
     try:
         with cursor.copy(sql) as copy:
             for row in rows:
                 copy.write_row(row)
-    except conn.dialect.dbapi.IntegrityError as exc:
+    except dbapi_module(conn).IntegrityError as exc:
         raise IntegrityError(sql, None, exc) from exc
     finally:
         cursor.close()
@@ -630,7 +638,7 @@ def _take_ids(conn: Connection, claims: int, fills: int) -> tuple[Sequence[int],
     if not claims and not fills:
         return (), ()
     if conn.dialect.name == "postgresql":
-        cursor = conn.connection.dbapi_connection.cursor()
+        cursor = dbapi_connection(conn).cursor()
         try:
             cursor.execute(_NEXT_IDS, {"c": claims, "f": fills})
             claim_ids, fill_ids = cursor.fetchone()
@@ -724,4 +732,4 @@ def mark_fills_reported(session: Session, submission_id: int, at: dt.datetime | 
     for obj in list(session.identity_map.values()):
         if isinstance(obj, Fill):
             session.expire(obj)
-    return result.rowcount
+    return int(result.rowcount)  # type: ignore[attr-defined]  # an UPDATE's CursorResult

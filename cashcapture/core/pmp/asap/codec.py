@@ -283,7 +283,7 @@ def encode(table: Table, seg: str, obj: Any) -> list[str]:
         enc = _encoder(seg, table.segments[seg])
         _ENCODERS[key] = enc
         _TABLES.append(table)  # keeps the id() in the key from being reused
-    out = enc(obj)
+    out: list[str] = enc(obj)
     while len(out) > 1 and out[-1] == "":
         out.pop()
     return out
@@ -342,7 +342,7 @@ def row_encoder(table: Table, seg: str, names: tuple[str, ...], defaults: Any) -
         else:
             template.append(_enc(e.kind, getattr(defaults, e.field)))
 
-    def enc(values: tuple) -> list[str]:
+    def enc(values: tuple[Any, ...]) -> list[str]:
         out = template.copy()
         for i, j in copy:
             out[i] = values[j]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from cashcapture.core.pmp.records import (
     ID_DRIVERS_LICENSE,
@@ -145,7 +146,7 @@ def records(
 
 def sample_file(n: int = 12, pharmacies: int = 3, control: str = "CC20240304000001") -> AsapFile:
     """A small valid file: several pharmacies, several fills per patient."""
-    groups: dict[str, tuple] = {}
+    groups: dict[str, tuple[Any, ...]] = {}
     order: list[str] = []
     for r in records(n, pharmacies):
         if r.pharmacy.dea not in groups:

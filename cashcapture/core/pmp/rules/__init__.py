@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
+from typing import Any
 
 from cashcapture.core.pmp.asap import Element, table
 
@@ -180,9 +181,9 @@ def load(
     )
 
 
-def state_settings(key: str) -> dict[str, str]:
+def state_settings(key: str) -> dict[str, Any]:
     """The settings rows of one rule set (KY, KY-2011, ASAP), checked against SETTINGS."""
-    out: dict[str, str] = {}
+    out: dict[str, Any] = {}
     for r in _rows("settings.csv"):
         if r["rules"] != key:
             continue
