@@ -13,13 +13,17 @@ from pathlib import Path
 
 import psycopg
 from _adapter_helpers import (
+    CASH_BIN,
     INSURED_BIN,
     PATIENT_PHI,
     Client,
     FakePayer,
     ServerProcess,
+    b1,
+    build,
     load,
     register_pharmacy,
+    rejects,
     schedule_of,
     statuses,
     write_config,
@@ -159,7 +163,7 @@ def test_store_locked_answer_relayed_late_commit_and_replay_make_one_fill(
     migrated_db_url, tmp_path, monkeypatch
 ):
     """The router gives up waiting on a locked store and spools; the capture it gave up on
-    still commits once the lock goes, and the periodic replay then adds nothing."""
+    is never committed by the committer, and the replay commits it once."""
     register_pharmacy(migrated_db_url)
     monkeypatch.setattr(router, "COMMIT_TIMEOUT", 0.5)
     request = load("b1_insured.dat")
@@ -212,3 +216,49 @@ def test_no_spool_for_an_insured_claim_that_changes_no_fill(migrated_db_url, tmp
 
     asyncio.run(main())
     assert not spool_file.exists()
+
+
+def _exchange(port: int, request: bytes) -> bytes:
+    with Client(port) as c:
+        return c.exchange(request)
+
+
+def test_claims_answered_99_on_a_locked_store_are_never_captured(migrated_db_url, monkeypatch):
+    """Reject 99 tells the pharmacy nothing was captured: once the store is free again,
+    the claims the router gave up on must not be committed after all."""
+    register_pharmacy(migrated_db_url)
+    monkeypatch.setattr(router, "COMMIT_TIMEOUT", 0.5)
+    cfg = config.from_dict(
+        {
+            "adapter": {"db": migrated_db_url},
+            "listeners": [{"host": "127.0.0.1", "port": 0}],
+            "routes": {"cash": [CASH_BIN]},
+        }
+    )
+
+    async def main() -> tuple[list[bytes], bytes]:
+        server = AdapterServer(cfg, schedule_of)
+        await server.start()
+        port = server.ports[0]
+        try:
+            lock = await asyncio.to_thread(_LockHeld, migrated_db_url)
+            try:
+                requests = [build(b1(rx=7000000 + i)) for i in range(6)]
+                answers = await asyncio.gather(
+                    *(asyncio.to_thread(_exchange, port, r) for r in requests)
+                )
+                await asyncio.sleep(1.0)  # well past the timeout, the lock still held
+            finally:
+                await asyncio.to_thread(lock.release)
+            await asyncio.sleep(1.5)  # the committer gets the store back
+            after = await asyncio.to_thread(_exchange, port, build(b1(rx=7100000)))
+        finally:
+            await server.shutdown()
+        return answers, after
+
+    answers, after = asyncio.run(main())
+    assert [statuses(a) for a in answers] == [["R"]] * 6
+    assert all(rejects(a) == ["99"] for a in answers)
+    assert statuses(after) == ["P"]  # the store works again
+    assert _count(migrated_db_url, Fill) == 1  # only the claim answered P
+    assert _count(migrated_db_url, Claim) == 1

@@ -70,15 +70,66 @@ class BatchUnit(ABC, Generic[T]):
 
 
 Unit = Callable[[Session], Any] | BatchUnit
-#: A thread's future, or an event loop and its asyncio future.
-Waiter = Future | tuple[asyncio.AbstractEventLoop, asyncio.Future]
+
+
+class _Ticket:
+    """Who decides an awaited unit's fate, under ``_FATE``: its timer, until the
+    committer seals it just before COMMIT; after that, the commit's outcome.
+
+    An expired unit is never committed (the caller was told it failed, e.g. reject
+    99); a sealed one is answered with its commit's outcome, however late.
+    """
+
+    __slots__ = ("late", "state")
+
+    def __init__(self) -> None:
+        self.state = _QUEUED
+        self.late = False  # the timer fired while sealed: expire if the commit fails
+
+
+_QUEUED, _SEALED, _EXPIRED = "queued", "sealed", "expired"
+_FATE = threading.Lock()
+_TIMEOUT_TEXT = "group commit took too long"
+
+#: A thread's future, or an event loop, its asyncio future and the unit's ticket.
+Waiter = Future | tuple[asyncio.AbstractEventLoop, asyncio.Future, _Ticket]
+
+
+class _Expired(Exception):
+    """A unit of the batch expired before its commit: the batch runs again without it."""
 
 
 def _claim(waiter: Waiter) -> bool:
     """False when the caller gave up before its unit ran (then it is not run)."""
     if isinstance(waiter, Future):
         return waiter.set_running_or_notify_cancel()
-    return not waiter[1].done()
+    return not _expired(waiter)
+
+
+def _expired(waiter: Waiter) -> bool:
+    return not isinstance(waiter, Future) and waiter[2].state == _EXPIRED
+
+
+def _seal(waiters: Sequence[Waiter]) -> None:
+    """Just before COMMIT: from here the commit decides; raises _Expired if one is too late."""
+    tickets = [w[2] for w in waiters if not isinstance(w, Future)]
+    with _FATE:
+        if any(t.state == _EXPIRED for t in tickets):
+            raise _Expired
+        for t in tickets:
+            t.state = _SEALED
+
+
+def _unseal(waiters: Sequence[Waiter]) -> None:
+    """The commit failed: the timers decide again, and one that fired meanwhile expires now."""
+    with _FATE:
+        for w in waiters:
+            if isinstance(w, Future):
+                continue
+            loop, future, ticket = w
+            ticket.state = _EXPIRED if ticket.late else _QUEUED
+            if ticket.late:
+                loop.call_soon_threadsafe(_settle, future, False, TimeoutError(_TIMEOUT_TEXT))
 
 
 def _settle(future: Future | asyncio.Future, ok: bool, value: Any) -> None:
@@ -90,9 +141,14 @@ def _settle(future: Future | asyncio.Future, ok: bool, value: Any) -> None:
         future.set_exception(value)
 
 
-def _expire(waiter: asyncio.Future) -> None:
+def _expire(waiter: asyncio.Future, ticket: _Ticket) -> None:
+    with _FATE:
+        if ticket.state == _SEALED:  # its commit is under way: its outcome answers
+            ticket.late = True
+            return
+        ticket.state = _EXPIRED
     if not waiter.done():
-        waiter.set_exception(TimeoutError("group commit took too long"))
+        waiter.set_exception(TimeoutError(_TIMEOUT_TEXT))
 
 
 def _settle_all(settled: list[tuple[asyncio.Future, bool, Any]]) -> None:
@@ -138,18 +194,20 @@ class GroupCommitter:
 
         The waiter is an asyncio future: a batch wakes each event loop once
         for all its waiters, not once per unit. Past ``timeout`` seconds it
-        raises TimeoutError; a unit not yet started then never runs, one
-        already running may still commit (its result is dropped).
+        raises TimeoutError and the unit is never committed (its batch
+        runs again without it), unless its COMMIT had already begun: then
+        the answer waits for that commit's outcome.
         """
         if self._closed:
             raise RuntimeError("group committer is closed")
         self.start()
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[T] = loop.create_future()
-        self._queue.put((unit, (loop, waiter)))
+        ticket = _Ticket()
+        self._queue.put((unit, (loop, waiter, ticket)))
         if timeout is None:
             return await waiter
-        timer = loop.call_later(timeout, _expire, waiter)
+        timer = loop.call_later(timeout, _expire, waiter, ticket)
         try:
             return await waiter
         finally:
@@ -198,17 +256,23 @@ class GroupCommitter:
 
     def _run_batch(self, batch: list[tuple[Unit, Waiter]]) -> None:
         live = [(unit, w) for unit, w in batch if _claim(w)]
-        if not live:
-            return
-        units = [unit for unit, _ in live]
-        try:
-            with self._lock:
-                outcomes = self._fast(units)
-                if outcomes is None:
-                    outcomes = self._slow(units)
-        except BaseException as exc:  # never leave a waiter hanging
-            log.exception("group commit failed")
-            outcomes = [(False, exc)] * len(live)
+        while True:
+            if not live:
+                return
+            units = [unit for unit, _ in live]
+            waiters = [w for _, w in live]
+            try:
+                with self._lock:
+                    outcomes = self._fast(units, waiters)
+                    if outcomes is None:
+                        outcomes = self._slow(units, waiters)
+            except _Expired:  # rolled back; the others go again without the expired
+                live = [(unit, w) for unit, w in live if not _expired(w)]
+                continue
+            except BaseException as exc:  # never leave a waiter hanging
+                log.exception("group commit failed")
+                outcomes = [(False, exc)] * len(live)
+            break
         self.batches += 1
         self.units += len(live)
         by_loop: dict[asyncio.AbstractEventLoop, list] = {}
@@ -223,7 +287,16 @@ class GroupCommitter:
             except RuntimeError:  # that loop is closed: nobody waits any more
                 pass
 
-    def _fast(self, units: list[Unit]) -> list[tuple[bool, Any]] | None:
+    @staticmethod
+    def _commit(session: Session, waiters: Sequence[Waiter]) -> None:
+        _seal(waiters)
+        try:
+            session.commit()
+        except BaseException:
+            _unseal(waiters)
+            raise
+
+    def _fast(self, units: list[Unit], waiters: Sequence[Waiter]) -> list[tuple[bool, Any]] | None:
         outcomes: list[tuple[bool, Any]] = [(False, None)] * len(units)
         with self._sessions() as session:
             session.info[OPTIMISTIC] = True
@@ -237,7 +310,10 @@ class GroupCommitter:
                 batched = [(i, u) for i, u in enumerate(units) if isinstance(u, BatchUnit)]
                 if batched:
                     self._batched(session, batched, outcomes)
-                session.commit()
+                self._commit(session, waiters)
+            except _Expired:
+                session.rollback()
+                raise
             except Exception:
                 session.rollback()
                 self.fallbacks += 1
@@ -276,11 +352,14 @@ class GroupCommitter:
             write_batch(conn, writes)
             pending = later
 
-    def _slow(self, units: list[Unit]) -> list[tuple[bool, Any]]:
+    def _slow(self, units: list[Unit], waiters: Sequence[Waiter]) -> list[tuple[bool, Any]]:
         with self._sessions() as session:
             outcomes = [self._one(session, unit) for unit in units]
             try:
-                session.commit()
+                self._commit(session, waiters)
+            except _Expired:
+                session.rollback()
+                raise
             except Exception as exc:
                 session.rollback()
                 log.warning("group commit: commit failed for %d units", len(units))
