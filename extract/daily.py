@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from sqlalchemy import String, cast, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from cashcapture.core.pmp import compounds
 from cashcapture.core.pmp import records as asap
 from cashcapture.core.pmp.asap import table
 from cashcapture.core.pmp.asap.codec import row_encoder
@@ -279,6 +280,14 @@ class Checker:
 
     def file(self, data: bytes) -> Report:
         return self.validator.validate(data)
+
+    def compound(
+        self, ingredients: tuple[asap.Ingredient, ...]
+    ) -> tuple[tuple[str, str] | None, tuple[asap.Ingredient, ...]]:
+        """A compound as the state's rules report it (see core.pmp.compounds)."""
+        in_list = self.validator.in_list
+        listed = in_list if in_list is not None else (lambda ndc: False)
+        return compounds.as_reported(self.validator.rules.compound, ingredients, listed)
 
 
 # --- files --------------------------------------------------------------------------
@@ -670,10 +679,15 @@ class Extractor:
                             prescribers.clear()
                         prescriber = prescribers[pre_key] = prescriber_value(pre_key)
                     ingredients = self._ingredients(session, fill_id) if compound else ()
+                    product = None
+                    if compound:
+                        product, ingredients = self.checker.compound(ingredients)
                     if writer is None:
                         name, when = self._name(group)
                         writer = asap_writer.AsapWriter(buf, self._header(name, when))
                     dsp = self._dsp_elements((*row[_DSP], status, fill_number_code(fill_number)))
+                    if product is not None:
+                        dsp[7:9] = product  # DSP07 / DSP08: the first controlled ingredient
                     writer.add_encoded(pha, pat, dsp, prescriber, ingredients)
                     pending.add(fill_id, version, status, row[_DATE_FILLED], ph.id)
         if writer is None:

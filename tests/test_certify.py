@@ -140,9 +140,10 @@ def test_other_ids_carry_no_jurisdiction():
 def test_compound_record_carries_its_ingredients():
     t = run(claim("cash-compound")).transactions[0]
     assert t.schedule == "CIII"
-    cdi = [line for line in t.asap_record if line.startswith("CDI")]
-    assert [c.split("*")[3] for c in cdi] == [demo_claims.TESTOSTERONE_CYP, demo_claims.CREAM_BASE]
-    assert "*06*99999999999*" in t.asap_record[2]
+    # as Kentucky reports it: the one controlled ingredient is the product, no CDI
+    assert not [line for line in t.asap_record if line.startswith("CDI")]
+    assert f"*01*{demo_claims.TESTOSTERONE_CYP}*" in t.asap_record[2]
+    assert t.state == []
 
 
 def test_not_controlled_and_reversal_and_garbage():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 import pytest
 from _extract_helpers import (
@@ -76,7 +77,13 @@ def test_a_day_then_rebills_and_reversals_of_earlier_days(sessions, sftp_server,
         assert report.status == "Accept" and report.rejects == [], report.to_text()
     solo_data = (outbox / solo.name).read_bytes()
     assert statuses(solo_data) == {"A1": "00", "A2": "00", "A3": "00"}
-    assert b"CDI*1*01*00406052362*10" in solo_data and b"CDI*2*01*00406052362*5.5" in solo_data
+    # Kentucky: the first controlled ingredient is the product, the next one CDI 1
+    [compound] = [r.fill for r in read(solo_data).records() if r.fill.rx_number == "A2"]
+    assert (compound.product_qualifier, compound.product_id) == ("01", "00406052362")
+    assert [(i.sequence, i.product_id, i.quantity) for i in compound.ingredients] == [
+        ("1", "00406052362", Decimal("5.5"))
+    ]
+    assert b"CDI*1*01*00406052362*5.5" in solo_data and b"CDI*2" not in solo_data
     chain_file = read((outbox / chain.name).read_bytes())
     assert [g.pharmacy.dea for g in chain_file.pharmacies] == ["BC7710420", "BC7710432"]
     assert b"REPORT*ZERO" in (outbox / zero.name).read_bytes()

@@ -86,10 +86,9 @@ def test_the_state_gets_each_reportable_fill_once_and_nothing_else(run):
     assert by_rx["6000005"].fill.quantity == 28  # the rebill's quantity, not the first one's
     assert by_rx["6000002"].fill.payment_type == "04"  # insured
     assert by_rx["5000001"].fill.payment_type == "01"  # cash
-    assert [i.product_id for i in by_rx["5000003"].fill.ingredients] == [
-        demo_claims.TESTOSTERONE_CYP,
-        demo_claims.CREAM_BASE,
-    ]
+    # the compound as Kentucky reports it: its one controlled ingredient alone
+    assert by_rx["5000003"].fill.product_id == demo_claims.TESTOSTERONE_CYP
+    assert by_rx["5000003"].fill.ingredients == ()
     zero = [r for r in records if r.patient.last_name == "REPORT"]
     assert len(zero) == 2  # Kentucky River Drug and Commonwealth #102 dispensed nothing
 
@@ -174,3 +173,57 @@ def test_simulated_payer_answers_paid_with_the_request_key():
     status = ncpdp.find(answer.transactions[0], "21")
     assert status.get("AN") == "P"
     assert answer.header.service_provider_id == ncpdp.parse(data).header.service_provider_id
+
+
+def _segments(data: bytes) -> list[list[str]]:
+    """Independent of the project: split on the TH's separators, nothing else."""
+    text = data.decode("latin-1")
+    sep, term = text[2], text.rstrip("\r\n")[-1]  # TH*... and the last segment's end
+    return [s.split(sep) for s in text.split(term) if s.strip()]
+
+
+def test_compound_insured_and_zero_records_read_as_the_guide_says(run):
+    """The project's reader and a plain split agree on what the state got."""
+    folder, _ = run
+    dsp_by_rx: dict[str, tuple[list[str], list[list[str]]]] = {}
+    zero_files = 0
+    for path in (folder / demo.COLLECTOR_DIR).glob("*.dat"):
+        data = path.read_bytes()
+        segs = _segments(data)
+        ids = [s[0] for s in segs]
+        assert segs[-1] == ["TT", segs[0][2], str(len(segs))]  # TT02 counts every segment
+        for i, sid in enumerate(ids):
+            if sid == "DSP":
+                after = []
+                for s in segs[i + 1 :]:
+                    if s[0] in ("DSP", "PAT", "PHA", "TP"):
+                        break
+                    after.append(s)
+                dsp_by_rx[segs[i][2]] = (segs[i], after)
+            if sid == "TP":
+                pha = max(j for j in range(i) if ids[j] == "PHA")
+                assert segs[i] == ["TP", str(i - pha + 1)]
+        if any(s[0] == "PAT" and s[7:9] == ["REPORT", "ZERO"] for s in segs):
+            zero_files += 1
+            assert all(len(s) >= 2 for s in segs)  # every segment has a separator
+            assert ids[ids.index("DSP") + 1 : ids.index("DSP") + 4] == ["PRE", "CDI", "AIR"]
+            assert b"PRE*~CDI*~AIR*~" in data
+    assert zero_files == 2
+    # compound: testosterone (CIII) in a cream base -> that product alone, DSP07 01
+    dsp, after = dsp_by_rx["5000003"]
+    assert (dsp[7], dsp[8]) == ("01", demo_claims.TESTOSTERONE_CYP)
+    assert [s[0] for s in after] == ["PRE"]  # no CDI: one controlled ingredient
+    # insured: the payer route's class (commercial, DSP16 04); cash: 01
+    assert dsp_by_rx["6000002"][0][16] == "04" and dsp_by_rx["5000001"][0][16] == "01"
+    # the project's reader says the same
+    records = []
+    for path in (folder / demo.COLLECTOR_DIR).glob("*.dat"):
+        records += reader.read(path.read_bytes()).records()
+    by_rx = {r.fill.rx_number: r.fill for r in records if r.fill.rx_number}
+    compound = by_rx["5000003"]
+    assert (compound.product_qualifier, compound.product_id, compound.ingredients) == (
+        "01",
+        demo_claims.TESTOSTERONE_CYP,
+        (),
+    )
+    assert by_rx["6000002"].payment_type == "04"

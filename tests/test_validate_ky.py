@@ -204,7 +204,7 @@ def test_guide_submission_details_reject_table():
         (None, {"payment_type": "08"}, "DSP16", "Field Value is not a valid Code"),
         (None, {"refills_authorized": "A"}, "DSP04", "Field Value is not Numeric"),
         (None, {"prescriber": None}, "PRE02", "Required Field Value is Empty"),
-        (None, {"product_qualifier": "06", "product_id": "99999000001"}, "DSP08", "Compound has no CDI ingredient segments"),  # noqa: E501
+        (None, {"product_qualifier": "06", "product_id": "99999000001"}, "DSP07", "Compound must be reported as its first controlled ingredient (01 = State required NDC)"),  # noqa: E501
     ],
 )  # fmt: skip
 def test_record_rules(pat, dsp, element, text):
@@ -249,16 +249,18 @@ def test_po_box_is_a_setting():
 
 def test_compound_rules():
     from cashcapture.core.pmp.asap.samples import NDCS, compound_fill
+    from cashcapture.core.pmp.rules import COMPOUND_CODE_06
 
+    asap = replace(KY, compound=COMPOUND_CODE_06)  # 06 + CDI, as a generic collector asks
     c = compound_fill(3)
     rec = Record(pharmacy(0), patient(3), c)
-    assert validate_record(rec, drug_list=SetDrugList(NDCS), today=TODAY) == []
+    assert validate_record(rec, asap, drug_list=SetDrugList(NDCS), today=TODAY) == []
     bad_seq = replace(c, ingredients=(replace(c.ingredients[0], sequence="2"), c.ingredients[1]))
-    got = validate_record(replace(rec, fill=bad_seq), today=TODAY)
+    got = validate_record(replace(rec, fill=bad_seq), asap, today=TODAY)
     assert [(p.element_id, p.text) for p in got] == [
         ("CDI01", "Ingredient Sequence Number must start at 1 and increase by 1")
     ]
-    none_listed = validate_record(rec, drug_list=SetDrugList([]), today=TODAY)
+    none_listed = validate_record(rec, asap, drug_list=SetDrugList([]), today=TODAY)
     assert [p.reject_reason for p in none_listed] == [
         "DIS_PRODUCT_ID : NDC Number is not in State specified Drug List"
     ]
@@ -371,7 +373,7 @@ def test_cli_bad_input_is_one_line_exit_2(capsys, tmp_path):
 def test_cli_asap_show(capsys):
     assert cli.main(["asap", "show", str(FIXTURES / "valid-compound.dat")]) == 0
     out = capsys.readouterr().out
-    assert "CDI03 Product ID: 00004005801" in out and "TP01 Detail Segment Count" in out
+    assert "CDI03 Product ID: 00006000513" in out and "TP01 Detail Segment Count" in out
     assert cli.main(["asap", "show", str(FIXTURES / "fail-unreadable.dat")]) == 2
 
 

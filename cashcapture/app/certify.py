@@ -23,7 +23,7 @@ import datetime as dt
 import html
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from sqlalchemy import Column
 from sqlalchemy.sql import visitors
@@ -288,6 +288,7 @@ def certify(
     The claim is judged as the cash-capture BIN judges it; ``payment_type`` is
     the DSP16 its record gets (01 private pay for cash, 04 commercial insurance).
     """
+    from cashcapture.core.pmp import compounds
     from cashcapture.core.pmp.rules import for_state
     from cashcapture.core.pmp.validate import WARNING, validate_record
 
@@ -344,6 +345,10 @@ def certify(
                 payment_type,
                 (h.service_provider_id_qualifier, h.service_provider_id.strip()),
             )
+            fill = compounds.reported_fill(
+                record.fill, rules.compound, lambda ndc: schedule_of(ndc) is not None
+            )
+            record = replace(record, fill=fill)
             try:
                 t.asap_record = record_lines(record, rules.version)
             except ValueError as exc:  # a value that would break the file

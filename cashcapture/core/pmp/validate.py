@@ -40,6 +40,7 @@ from cashcapture.core.pmp.asap.codec import (
 )
 from cashcapture.core.pmp.records import Record
 from cashcapture.core.pmp.rules import (
+    COMPOUND_FIRST_INGREDIENT,
     KY_PO_BOX_PATTERN,
     PO_BOX_OFF,
     PO_BOX_WARNING,
@@ -407,7 +408,10 @@ class Validator:
         return ()
 
     def _c_drug_list(self, r: ElementRule, v: str, vals: list[str]) -> Iterable[Finding]:
-        if self.in_list is None or vals[7] != "01" or not (len(v) == 11 and v.isdigit()):
+        qualifier = vals[7] if vals[0] == "DSP" else vals[2]  # DSP07 / CDI02: 01 = NDC
+        if vals[0] == "CDI" and self.rules.compound != COMPOUND_FIRST_INGREDIENT:
+            return ()  # 06 + CDI reports bases and fillers too: see _compound
+        if self.in_list is None or qualifier != "01" or not (len(v) == 11 and v.isdigit()):
             return ()
         return () if self._listed(v) else ((r, "drug_list", None, REJECT),)
 
@@ -465,12 +469,17 @@ class Validator:
     def _compound(self, rec: RawRecord) -> list[Finding]:
         out: list[Finding] = []
         r = self.rules.rule("DSP08")
-        if not rec.cdi:
+        dsp = rec.dsp
+        if self.rules.compound == COMPOUND_FIRST_INGREDIENT and len(dsp) > 7 and dsp[7] == "06":
+            out.append((self.rules.rule("DSP07"), "compound_as_product", None, REJECT))
+        if not rec.cdi and not out:
             return [(r, "compound", None, REJECT)]
         seq = [c[1] if len(c) > 1 else "" for c in rec.cdi]
         if seq != [str(i) for i in range(1, len(seq) + 1)]:
             out.append((self.rules.rule("CDI01"), "sequence", None, REJECT))
-        if self.in_list is not None:
+        if self.in_list is not None and self.rules.compound != COMPOUND_FIRST_INGREDIENT:
+            # 06 + CDI: the compound is reportable when one ingredient is listed (each
+            # CDI03 is checked on its own where only controlled ingredients are reported)
             ndcs = [c[3] for c in rec.cdi if len(c) > 3 and len(c[3]) == 11 and c[3].isdigit()]
             if not any(self._listed(n) for n in ndcs):
                 out.append((r, "drug_list", None, REJECT))

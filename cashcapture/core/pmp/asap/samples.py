@@ -18,6 +18,7 @@ from cashcapture.core.pmp.records import (
     PAY_COMMERCIAL,
     PAY_PRIVATE,
     PRODUCT_COMPOUND,
+    PRODUCT_NDC,
     AsapFile,
     Dispensation,
     Header,
@@ -125,6 +126,21 @@ def compound_fill(i: int, day: date = DAY) -> Dispensation:
             Ingredient("1", NDCS[0], Decimal("2.5"), dosage_units="03"),
             Ingredient("2", NOT_CONTROLLED_NDC, Decimal("117.5"), dosage_units="03"),
         ),
+    )
+
+
+def reported_compound_fill(i: int, day: date = DAY) -> Dispensation:
+    """A compound of two controlled ingredients as Kentucky reports it: the first
+    is the product (DSP07 01, DSP08 its NDC), the second CDI 1."""
+    from dataclasses import replace
+
+    return replace(
+        fill(i, day),
+        product_qualifier=PRODUCT_NDC,
+        product_id=NDCS[0],
+        quantity=Decimal("120"),
+        dosage_units="03",
+        ingredients=(Ingredient("1", NDCS[1], Decimal("2.5"), dosage_units="03"),),
     )
 
 
