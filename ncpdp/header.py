@@ -1,14 +1,15 @@
 """The fixed-width headers, declared once as compiled `construct` Structs.
 
 The layout (order, lengths) comes from header.csv; the attribute names are the
-public API. The same Struct parses and builds; values stay raw wire strings
-(padding kept) except the transaction count, an int.
+public API. The Structs declare the layout; parse and build use the offsets they
+declare (a test keeps both equal); values stay raw wire strings (padding kept)
+except the transaction count, an int.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from construct import Bytes, Struct
@@ -75,13 +76,28 @@ SLOTS = {kind: [(_ATTR[s.code], s) for s in slots] for kind, slots in HEADER.ite
 for _kind, _cls in _CLASSES.items():  # the table and the class must agree on the order
     assert [f.name for f in fields(_cls)] == [a for a, _ in SLOTS[_kind]], _kind
 
-STRUCTS = {
-    kind: Struct(*(attr / Bytes(s.length) for attr, s in SLOTS[kind])).compile() for kind in SLOTS
-}
+# The construct Structs are the declaration; the hot path slices by the offsets
+# they declare (one decode, C-level slicing) instead of running a Struct per message,
+# so no header memo is needed: every header costs the same, seen before or not.
+STRUCTS = {kind: Struct(*(attr / Bytes(s.length) for attr, s in SLOTS[kind])) for kind in SLOTS}
+
+
+def _spans(struct: Struct) -> list[tuple[int, int]]:
+    spans, at = [], 0
+    for sub in struct.subcons:
+        size = sub.sizeof()
+        spans.append((at, at + size))
+        at += size
+    return spans
+
+
+_SPANS = {kind: _spans(STRUCTS[kind]) for kind in SLOTS}
+_SLICER = {kind: itemgetter(*(slice(a, b) for a, b in _SPANS[kind])) for kind in SLOTS}
 _ATTRS = {kind: [a for a, _ in SLOTS[kind]] for kind in SLOTS}
 _WIDTHS = {kind: [s.length for _, s in SLOTS[kind]] for kind in SLOTS}
 _VALUES = {kind: attrgetter(*_ATTRS[kind]) for kind in SLOTS}
-_COUNT_INDEX = {kind: [a for a, _ in SLOTS[kind]].index("transaction_count") for kind in SLOTS}
+_COUNT_INDEX = {kind: _ATTRS[kind].index("transaction_count") for kind in SLOTS}
+_DIGITS = {str(d): d for d in range(10)}
 
 
 _DEFAULTS: dict[str, object] = {"transaction_count": 1, "version": "D0"}
@@ -95,52 +111,21 @@ def _padded(kind: str, values: dict[str, object]) -> dict[str, Any]:
     return out
 
 
-# Headers repeat: a pharmacy's claims share BIN, PCN, provider, date and vendor ID.
-# Both directions remember what the construct Structs produced for recent headers
-# (exact bytes <-> exact values), so construct stays the only code laying out the
-# bytes while the hot path skips it for a header it has seen. CACHE_SIZE = 0 disables.
-CACHE_SIZE = 4096
-_parsed: dict[bytes, tuple[Any, ...]] = {}
-_built: dict[tuple[Any, ...], bytes] = {}
-
-
-def _remember(cache: dict[Any, Any], key: object, value: object) -> None:
-    if len(cache) >= CACHE_SIZE:
-        cache.clear()
-    if CACHE_SIZE:
-        cache[key] = value
-
-
 def parse_header(kind: str, data: bytes) -> RequestHeader | ResponseHeader:
     """Header at the start of data (caller checked the length)."""
-    raw = data[: LENGTHS[kind]]
-    vals = _parsed.get(raw)
-    if vals is None:
-        c = STRUCTS[kind].parse(raw)
-        decoded = [c[a].decode("latin-1") for a in _ATTRS[kind]]
-        i = _COUNT_INDEX[kind]
-        count = decoded[i]
-        if not ("0" <= count <= "9"):
-            start = sum(s.length for _, s in SLOTS[kind][:i])
-            raise ParseError(start, "transaction count (109-A9) is not a digit")
-        decoded[i] = int(count)
-        vals = tuple(decoded)
-        _remember(_parsed, raw, vals)
+    vals = list(_SLICER[kind](data[: LENGTHS[kind]].decode("latin-1")))
+    i = _COUNT_INDEX[kind]
+    count = _DIGITS.get(vals[i])
+    if count is None:
+        raise ParseError(_SPANS[kind][i][0], "transaction count (109-A9) is not a digit")
+    vals[i] = count
     header: RequestHeader | ResponseHeader = _CLASSES[kind](*vals)
     return header
 
 
 def build_header(header: RequestHeader | ResponseHeader) -> bytes:
     kind = "request" if isinstance(header, RequestHeader) else "response"
-    key = (kind, _VALUES[kind](header))
-    try:
-        done = _built.get(key)
-    except TypeError:  # an unhashable value: reported below
-        done = None
-    if done is not None:
-        return done
-    attrs = _ATTRS[kind]
-    vals = list(key[1])
+    vals = list(_VALUES[kind](header))
     i = _COUNT_INDEX[kind]
     count = vals[i]
     if type(count) is not int or not 0 <= count <= 9:
@@ -149,8 +134,8 @@ def build_header(header: RequestHeader | ResponseHeader) -> bytes:
     try:
         if [len(v) for v in vals] != _WIDTHS[kind]:
             raise TypeError
-        packed = {a: v.encode("latin-1") for a, v in zip(attrs, vals, strict=True)}
-    except (TypeError, AttributeError, UnicodeEncodeError):
+        return "".join(vals).encode("latin-1")
+    except (TypeError, UnicodeEncodeError):
         for (attr, slot), v in zip(SLOTS[kind], vals, strict=True):
             if not isinstance(v, str):
                 raise BuildError(f"header {attr} must be a string") from None
@@ -159,6 +144,3 @@ def build_header(header: RequestHeader | ResponseHeader) -> bytes:
                     f"header {attr} must be exactly {slot.length} characters (padded)"
                 ) from None
         raise BuildError("a header value has a character outside latin-1") from None
-    out: bytes = STRUCTS[kind].build(packed)
-    _remember(_built, key, out)
-    return out

@@ -8,6 +8,8 @@ from decimal import Decimal
 
 import pytest
 from _ncpdp_helpers import REQUEST_FIXTURES, RESPONSE_FIXTURES, fixture, fixture_files
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import ncpdp
 from ncpdp import BuildError, ParseError, Request, RequestHeader, Response, Segment
@@ -308,24 +310,38 @@ def test_field_names_come_from_the_dictionary():
     assert len(ncpdp.FIELDS) > 300 and ncpdp.FIELDS["DU"].kind == "money"
 
 
-def test_header_memo_gives_what_construct_gives(monkeypatch):
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["request", "response"]), st.data())
+def test_header_offsets_parse_and_build_as_the_construct_declaration(kind, data):
+    """The hot path slices by offsets; the construct Struct is the declaration."""
     import ncpdp.header as hdr
 
+    raw = b"".join(
+        data.draw(st.binary(min_size=s.length, max_size=s.length)) if a != "transaction_count"
+        else data.draw(st.sampled_from([b"%d" % d for d in range(10)]))
+        for a, s in hdr.SLOTS[kind]
+    )
+    declared = hdr.STRUCTS[kind].parse(raw)
+    header = hdr.parse_header(kind, raw)
+    for attr, _ in hdr.SLOTS[kind]:
+        want = declared[attr].decode("latin-1")
+        got = getattr(header, attr)
+        assert (str(got) if attr == "transaction_count" else got) == want
+    assert hdr.build_header(header) == raw == hdr.STRUCTS[kind].build(
+        {a: declared[a] for a, _ in hdr.SLOTS[kind]}
+    )
+
+
+def test_a_header_changed_after_a_build_is_built_anew():
     datas = [p.read_bytes() for p in fixture_files()]
-    warm = [ncpdp.parse(d) for d in datas]
-    monkeypatch.setattr(hdr, "CACHE_SIZE", 0)
-    hdr._parsed.clear()
-    hdr._built.clear()
-    cold = [ncpdp.parse(d) for d in datas]
-    assert cold == warm and not hdr._parsed
-    assert [ncpdp.build(m) for m in cold] == datas and not hdr._built
-    # a changed header after a build is built anew, never served stale
-    monkeypatch.setattr(hdr, "CACHE_SIZE", 4096)
     m = ncpdp.parse(datas[0])
     first = ncpdp.build(m)
     m.header.date_of_service = "20240316"
     assert ncpdp.build(m) == first.replace(b"20240315", b"20240316", 1)
     assert ncpdp.parse(datas[0]).header is not ncpdp.parse(datas[0]).header
+    with pytest.raises(ncpdp.ParseError) as e:
+        ncpdp.parse(datas[0][:20] + "\u00b2".encode("latin-1") + datas[0][21:])
+    assert e.value.offset == 20  # a superscript is no transaction count
 
 
 def test_decode_json_text_is_the_contract():
