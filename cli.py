@@ -56,6 +56,16 @@ def _read_input(source: str) -> bytes:
         raise UserError(f"cannot read {source}: {exc.strerror}") from None
 
 
+def _read_text(name: str) -> str:
+    try:
+        with open(name, encoding="utf-8-sig", newline="") as f:
+            return f.read()
+    except OSError as exc:
+        raise UserError(f"cannot read {name}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{name}: not UTF-8 text") from None
+
+
 @cli.command()
 @click.argument("source", metavar="FILE|-")
 @click.option("--names", is_flag=True, help="Readable table with field names instead of JSON.")
@@ -221,13 +231,19 @@ def _registry(db: str | None):
     return engine, session_factory(engine)
 
 
-def _pharmacy_options(func):
+def _pharmacy_options(func=None, *, required: bool = True):
+    """One option per registry column; `required=False` for `update` (none required)."""
     from cashcapture.core.pharmacies import COLUMNS
 
-    for column in reversed(COLUMNS):
-        flag = "--" + column.name.replace("_", "-")
-        func = click.option(flag, column.name, required=column.required, help=column.what)(func)
-    return func
+    def decorate(func):
+        for column in reversed(COLUMNS):
+            flag = "--" + column.name.replace("_", "-")
+            func = click.option(
+                flag, column.name, required=required and column.required, help=column.what
+            )(func)
+        return func
+
+    return decorate(func) if func is not None else decorate
 
 
 @cli.group("pharmacy")
@@ -263,24 +279,63 @@ def pharmacy_add(db: str | None, **values: str | None) -> None:
 @click.argument("csv_file", metavar="CSV", type=click.Path(dir_okay=False))
 @db_option
 def pharmacy_import(csv_file: str, db: str | None) -> None:
-    """Register every row of a CSV (header: the `add` option names), or none of them."""
+    """Add new rows of a CSV, update changed ones (listed), all or none; safe to re-run."""
     from cashcapture.core.pharmacies import RegistryError, import_csv
 
-    try:
-        with open(csv_file, encoding="utf-8-sig", newline="") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{csv_file}: {getattr(exc, 'strerror', None) or exc}") from None
+    text = _read_text(csv_file)
     engine, sessions = _registry(db)
     try:
         with sessions() as session:
-            added = import_csv(session, text)
+            done = import_csv(session, text)
             session.commit()
     except RegistryError as exc:
         raise UserError(f"{csv_file}: {exc}; nothing imported") from None
     finally:
         engine.dispose()
-    click.echo(f"{len(added)} pharmacies imported from {csv_file}")
+    for pharmacy, columns in done.updated:
+        click.echo(f"updated     {pharmacy.dea} {pharmacy.name}: {', '.join(columns)}")
+    click.echo(
+        f"{csv_file}: {len(done.added)} added, {len(done.updated)} updated, "
+        f"{len(done.unchanged)} unchanged"
+    )
+
+
+@pharmacy_group.command("update")
+@click.argument("which", metavar="DEA")
+@_pharmacy_options(required=False)
+@db_option
+def pharmacy_update(which: str, db: str | None, **values: str | None) -> None:
+    """Change columns of a registered pharmacy (an empty value clears an optional one)."""
+    from cashcapture.core.pharmacies import update_pharmacy
+
+    engine, sessions = _registry(db)
+    try:
+        with sessions() as session:
+            changes = {k: v for k, v in values.items() if v is not None}
+            pharmacy, changed = update_pharmacy(session, which, changes)
+            session.commit()
+    finally:
+        engine.dispose()
+    what = ", ".join(changed) if changed else "nothing changed"
+    click.echo(f"pharmacy {pharmacy.dea} {pharmacy.name}: {what}")
+
+
+@pharmacy_group.command("deactivate")
+@click.argument("dea")
+@db_option
+def pharmacy_deactivate(dea: str, db: str | None) -> None:
+    """Stop zero reports for a pharmacy; fills already queued are still sent."""
+    from cashcapture.core.pharmacies import deactivate
+
+    engine, sessions = _registry(db)
+    try:
+        with sessions() as session:
+            pharmacy, was_active = deactivate(session, dea)
+            session.commit()
+    finally:
+        engine.dispose()
+    state = "deactivated" if was_active else "was already inactive"
+    click.echo(f"pharmacy {pharmacy.dea} {pharmacy.name} {state}")
 
 
 @pharmacy_group.command("list")
@@ -821,16 +876,6 @@ def rejects_cmd(include_resolved, as_csv, db, config) -> None:
 @cli.group("collector")
 def collector_group() -> None:
     """The state's collector: record what it said of our files; run a local one."""
-
-
-def _read_text(name: str) -> str:
-    try:
-        with open(name, encoding="utf-8-sig", newline="") as f:
-            return f.read()
-    except OSError as exc:
-        raise UserError(f"cannot read {name}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{name}: not UTF-8 text") from None
 
 
 @collector_group.command("record")

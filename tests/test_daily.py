@@ -304,3 +304,19 @@ def test_rows_encode_as_the_values_they_would_build(version):
     ]
     for values in people:
         assert pat(values) == encode(t, "PAT", daily.patient_value(values))
+
+
+def test_a_deactivated_pharmacy_sends_its_queue_but_no_zero_reports(sessions, tmp_path):  # noqa: F811
+    with sessions.begin() as s:
+        ph = pharmacies(s)
+        good_fill(s, ph["solo"], "A1")
+        for name in ("solo", "quiet"):
+            s.get_one(Pharmacy, ph[name]).active = False
+    cfg = settings(tmp_path, zero_reports="daily")
+    result = extract(sessions, cfg, TODAY, now=NOW)
+    by_group = {f.name.split("_")[2]: f for f in result.files}
+    assert by_group["FP1234563"].records == 1  # queued before it was deactivated: still goes
+    assert "BB4827133" not in by_group  # inactive and quiet: no zero report
+    assert by_group["CWDRUGS"].zero_report  # the active ones still owe theirs
+    again = extract(sessions, cfg, TODAY + dt.timedelta(days=1), now=NOW + dt.timedelta(days=1))
+    assert not any("FP1234563" in f.name or "BB4827133" in f.name for f in again.files)

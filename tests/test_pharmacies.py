@@ -109,15 +109,15 @@ def test_bad_row_names_row_and_column_and_writes_nothing(db_session, body, messa
 
 
 def test_import_then_find_by_any_provider_id(db_session):
-    added = import_csv(db_session, FIXTURE.read_text())
+    added = import_csv(db_session, FIXTURE.read_text()).added
     db_session.commit()
     assert [p.dea for p in list_pharmacies(db_session)] == [p.dea for p in added]
     first = added[0]
     for provider_id in (first.ncpdp_id, first.npi, first.dea):
         assert find_pharmacy(db_session, provider_id).id == first.id
     assert find_pharmacy(db_session, "0000000") is None
-    with pytest.raises(RegistryError, match="already registered"):
-        import_csv(db_session, FIXTURE.read_text())
+    again = import_csv(db_session, FIXTURE.read_text())  # the same file: nothing changes
+    assert (again.added, again.updated, len(again.unchanged)) == ([], [], 4)
 
 
 def test_cli_import_list_add(migrated_db_url, tmp_path, capsys):
@@ -131,7 +131,7 @@ def test_cli_import_list_add(migrated_db_url, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out) == []
 
     assert main(["pharmacy", "import", str(FIXTURE), *db]) == 0
-    assert "4 pharmacies imported" in capsys.readouterr().out
+    assert "4 added, 0 updated, 0 unchanged" in capsys.readouterr().out
     assert main(["pharmacy", "add", "--dea", "AB1234564", "--name", "X", *db]) == 2
     assert "--dea: dea 'AB1234564' is not a DEA number" in capsys.readouterr().err
     assert main(["pharmacy", "add", "--dea", "FP1234563", "--name", "Test Rx",
@@ -152,3 +152,68 @@ def test_cli_needs_an_upgraded_database(db_url, capsys, monkeypatch):
     assert "db upgrade" in capsys.readouterr().err
     assert main(["db", "upgrade"]) == 0
     assert main(["pharmacy", "list"]) == 0
+
+
+def test_import_is_idempotent_and_lists_what_changed(migrated_db_url, tmp_path, capsys):
+    db = ["--db", migrated_db_url]
+    assert main(["pharmacy", "import", str(FIXTURE), *db]) == 0
+    capsys.readouterr()
+    assert main(["pharmacy", "import", str(FIXTURE), *db]) == 0
+    assert capsys.readouterr().out.strip().endswith("0 added, 0 updated, 4 unchanged")
+    changed = tmp_path / "changed.csv"
+    text = FIXTURE.read_text().replace("Kentucky River Drug", "Kentucky River Drug II")
+    changed.write_text(text.replace(",Suite 2,", ",,"))
+    assert main(["pharmacy", "import", str(changed), *db]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "updated     BK3055185 Kentucky River Drug II: name, address2",
+        f"{changed}: 0 added, 1 updated, 3 unchanged",
+    ]
+    assert main(["pharmacy", "list", "--json", *db]) == 0
+    row = next(r for r in json.loads(capsys.readouterr().out) if r["dea"] == "BK3055185")
+    assert row["address2"] is None and row["name"] == "Kentucky River Drug II"
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ('AB1234563,"unterminated,,,\n', "not valid CSV (unexpected end of data)"),
+        ("AB1234563," + "x" * 131_073 + "\n", "field larger than field limit"),
+    ],
+)
+def test_a_csv_that_is_not_csv_is_one_line_and_nothing_imported(
+    migrated_db_url, tmp_path, capsys, body, words
+):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("dea,name,city\n" + body)
+    assert main(["pharmacy", "import", str(bad), "--db", migrated_db_url]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words in err and "nothing imported" in err
+    assert main(["pharmacy", "list", "--json", "--db", migrated_db_url]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+
+def test_update_and_deactivate(migrated_db_url, capsys):
+    db = ["--db", migrated_db_url]
+    assert main(["pharmacy", "import", str(FIXTURE), *db]) == 0
+    capsys.readouterr()
+    assert main(["pharmacy", "update", "bk3055185", "--city", "Richmond", "--phone", "", *db]) == 0
+    assert capsys.readouterr().out.strip() == "pharmacy BK3055185 Kentucky River Drug: city, phone"
+    for argv, words in (
+        (["update", "BK3055185", "--npi", "1748392614"], "npi: 1748392614 is registered to BB4"),
+        (["update", "BK3055185", "--zip", "123"], "column zip: zip '123' is not a 5- or 9-digit"),
+        (["update", "BK3055185", "--name", ""], "name cannot be blank"),
+        (["update", "BK3055185"], "nothing to change"),
+        (["update", "AB1234563", "--city", "X"], "no pharmacy with DEA AB1234563"),
+        (["deactivate", "AB1234563"], "no pharmacy with DEA AB1234563"),
+    ):
+        assert main(["pharmacy", *argv, *db]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and words in err, (argv, err)
+    assert main(["pharmacy", "deactivate", "BK3055185", *db]) == 0
+    assert "deactivated" in capsys.readouterr().out
+    assert main(["pharmacy", "deactivate", "BK3055185", *db]) == 0
+    assert "already inactive" in capsys.readouterr().out
+    assert main(["pharmacy", "list", "--json", *db]) == 0
+    row = next(r for r in json.loads(capsys.readouterr().out) if r["dea"] == "BK3055185")
+    assert (row["city"], row["phone"], row["active"]) == ("Richmond", None, False)

@@ -13,8 +13,6 @@ rule is the one definition. Lookups by provider ID are in
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cashcapture.core.csvfile import CsvError, rows
 from cashcapture.core.ids import dea_ok, npi_ok
 from cashcapture.core.pmp.filenames import file_name
 from cashcapture.core.store.models import Pharmacy
@@ -161,31 +160,156 @@ def add_pharmacies(session: Session, rows: Iterable[dict[str, object]]) -> list[
 def read_csv(text: str) -> list[dict[str, object]]:
     """Cleaned rows of a registry CSV (header = column names); first bad row raises.
 
-    Row numbers count data rows from 1, as a spreadsheet shows them below the header.
+    Strict CSV (`core.csvfile`): an unterminated quote is an error, not a name.
+    A column in the header whose cell is blank is cleared (None); a column not
+    in the header is left alone. Row numbers count data rows from 1, as a
+    spreadsheet shows them below the header.
     """
-    reader = csv.DictReader(io.StringIO(text))
-    if reader.fieldnames is None:
-        raise RegistryError("empty file: expected a header line with column names")
-    header = [h.strip() for h in reader.fieldnames]
-    if unknown := [h for h in header if h not in COLUMN_NAMES]:
-        raise RegistryError(f"header: unknown column {unknown[0]!r}")
-    if "dea" not in header or "name" not in header:
-        raise RegistryError("header: columns dea and name are required")
-    reader.fieldnames = header
-    rows = []
-    for n, raw in enumerate(reader, start=1):
-        if None in raw:
-            raise RegistryError(f"row {n}: more values than columns")
+    out = []
+    try:
+        for n, raw in rows(text, COLUMN_NAMES, ("dea", "name")):
+            try:
+                fields = clean_row(raw)
+            except RegistryError as exc:
+                raise RegistryError(f"row {n}: {exc}") from None
+            for name in raw:
+                if name not in fields and name not in _NOT_NULL:
+                    fields[name] = None
+            out.append(fields)
+    except CsvError as exc:
+        raise RegistryError(str(exc)) from None
+    return out
+
+
+_NOT_NULL = ("dea", "name", "state", "active")
+
+
+@dataclass
+class Imported:
+    added: list[Pharmacy]
+    updated: list[tuple[Pharmacy, list[str]]]  # with the names of the columns changed
+    unchanged: list[Pharmacy]
+
+
+def _taken_by_other(session: Session, rows: list[dict[str, object]]) -> None:
+    """Refuse an NCPDP ID or NPI another pharmacy than the row's own DEA holds."""
+    for key in ("ncpdp_id", "npi"):
+        column = getattr(Pharmacy, key)
+        wanted = {f[key]: (n, f["dea"]) for n, f in enumerate(rows, 1) if f.get(key)}
+        if not wanted:
+            continue
+        for value, dea in session.execute(
+            select(column, Pharmacy.dea).where(column.in_(list(wanted)))
+        ):
+            n, own = wanted[value]
+            if dea != own:
+                raise RegistryError(f"row {n}: column {key}: {value} is registered to {dea}")
+
+
+def import_csv(session: Session, text: str) -> Imported:
+    """Add new DEAs, update changed ones, leave equal ones alone: all rows or none (no commit).
+
+    Re-importing the same file changes nothing.
+    """
+    rows_ = read_csv(text)
+    for key in ("dea", "ncpdp_id", "npi"):  # a value twice in the file is a mistake
+        seen: dict[object, int] = {}
+        for n, fields in enumerate(rows_, start=1):
+            value = fields.get(key)
+            if value is not None and value in seen:
+                raise RegistryError(f"row {n}: column {key}: {value} repeats row {seen[value]}")
+            if value is not None:
+                seen[value] = n
+    _taken_by_other(session, rows_)
+    known = {
+        p.dea: p
+        for p in session.scalars(
+            select(Pharmacy).where(Pharmacy.dea.in_([r["dea"] for r in rows_]))
+        )
+    }
+    result = Imported([], [], [])
+    new_rows = []
+    for fields in rows_:
+        pharmacy = known.get(str(fields["dea"]))
+        if pharmacy is None:
+            new_rows.append({k: v for k, v in fields.items() if v is not None})
+            continue
+        changed = _apply(pharmacy, fields)
+        if changed:
+            result.updated.append((pharmacy, changed))
+        else:
+            result.unchanged.append(pharmacy)
+    session.flush()  # updates first: an NPI moved from an old row to a new one is free
+    result.added = add_pharmacies(session, new_rows) if new_rows else []
+    return result
+
+
+def _apply(pharmacy: Pharmacy, fields: Mapping[str, object]) -> list[str]:
+    """Set the fields that differ; the names of those changed, in column order."""
+    changed = []
+    for name in COLUMN_NAMES:
+        if name in fields and getattr(pharmacy, name) != fields[name]:
+            setattr(pharmacy, name, fields[name])
+            changed.append(name)
+    return changed
+
+
+def get(session: Session, dea: str) -> Pharmacy:
+    pharmacy = session.scalar(select(Pharmacy).where(Pharmacy.dea == dea.strip().upper()))
+    if pharmacy is None:
+        raise RegistryError(f"no pharmacy with DEA {dea.strip().upper()}")
+    return pharmacy
+
+
+def update_pharmacy(
+    session: Session, dea: str, changes: Mapping[str, str]
+) -> tuple[Pharmacy, list[str]]:
+    """Change the given columns of one pharmacy (a blank value clears an optional one).
+
+    Checked as `add` checks them; returns the pharmacy and the columns changed (no commit).
+    """
+    pharmacy = get(session, dea)
+    if not changes:
+        raise RegistryError("nothing to change: give at least one --column value")
+    fields: dict[str, object] = {}
+    for name, raw in changes.items():
+        column = next((c for c in COLUMNS if c.name == name), None)
+        if column is None:
+            raise RegistryError(f"unknown column {name!r}")
+        if not (raw or "").strip() and name in _NOT_NULL:
+            raise RegistryError(
+                f"column {name}: {name} cannot be blank", name, f"{name} cannot be blank"
+            )
         try:
-            rows.append(clean_row(raw))
-        except RegistryError as exc:
-            raise RegistryError(f"row {n}: {exc}") from None
-    return rows
+            value = column.clean(raw)
+        except ValueError as exc:
+            raise RegistryError(f"column {name}: {exc}", name, str(exc)) from None
+        if name == "active":
+            value = str(value).lower() in ("y", "yes", "true", "1")
+        fields[name] = value
+    if "dea" in fields and fields["dea"] != pharmacy.dea:
+        if session.scalar(select(Pharmacy.id).where(Pharmacy.dea == fields["dea"])):
+            raise RegistryError(f"column dea: {fields['dea']} is already registered")
+    others = {k: v for k, v in fields.items() if k in ("ncpdp_id", "npi") and v is not None}
+    for key, value in others.items():
+        column = getattr(Pharmacy, key)
+        holder = session.scalar(
+            select(Pharmacy.dea).where(column == value, Pharmacy.id != pharmacy.id)
+        )
+        if holder:
+            raise RegistryError(f"column {key}: {value} is registered to {holder}")
+    changed = _apply(pharmacy, fields)
+    session.flush()
+    return pharmacy, changed
 
 
-def import_csv(session: Session, text: str) -> list[Pharmacy]:
-    """Add every row of a registry CSV, or none (raises RegistryError; caller rolls back)."""
-    return add_pharmacies(session, read_csv(text))
+def deactivate(session: Session, dea: str) -> tuple[Pharmacy, bool]:
+    """No zero reports from now on; its queued fills still go out. (pharmacy, changed)."""
+    pharmacy = get(session, dea)
+    was = pharmacy.active
+    pharmacy.active = False
+    session.flush()
+    return pharmacy, was
 
 
 def list_pharmacies(session: Session) -> list[Pharmacy]:
