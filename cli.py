@@ -675,6 +675,10 @@ def _extract_env(db: str | None, config: str | None, **overrides):
         settings = check(load(config).with_overrides(**overrides))
     except SettingsError as exc:
         raise UserError(str(exc)) from None
+    if config is not None:  # one file for every part: a bad value anywhere is refused
+        from cashcapture.adapter import config as adapter_config
+
+        adapter_config.load(config)
     engine = _open_store(database_url(db, settings.db))
     return engine, session_factory(engine), settings
 
@@ -1019,7 +1023,9 @@ def demo_cmd(folder: str) -> int:
 @click.option("--json", "as_json", is_flag=True, help="JSON findings, not the terminal report.")
 @click.option("--state", default="KY", show_default=True, help="State whose drug list applies.")
 @click.option("--insured", is_flag=True, help="Records as insured (DSP16 04), not cash (01).")
-def certify_cmd(claims, html_file, as_json, state, insured) -> int:
+@click.option("--show-patient", is_flag=True,
+              help="Show patient names, birth dates, addresses and IDs in the HTML file.")
+def certify_cmd(claims, html_file, as_json, state, insured, show_patient) -> int:
     """Offline certification of raw D.0 claims (or JSON): exit 0 all ready for the PMP, 1 not."""
     import datetime as dt
 
@@ -1047,9 +1053,13 @@ def certify_cmd(claims, html_file, as_json, state, insured) -> int:
         except KeyError as exc:
             raise UserError(f"--state {state}: {exc.args[0]}") from None
     if html_file:
+        from pathlib import Path
+
+        from cashcapture.core.private import write_private
+
+        page = certify.to_html(findings, show_patient=show_patient)
         try:
-            with open(html_file, "w", encoding="utf-8") as fh:
-                fh.write(certify.to_html(findings))
+            write_private(Path(html_file), page.encode("utf-8"))
         except OSError as exc:
             raise UserError(f"cannot write {html_file}: {exc.strerror or exc}") from None
     if as_json:

@@ -13,8 +13,10 @@ adapter and the extract use, offline, and gets for each transaction:
 Pure: bytes, the drug list's look-up and today's date in, `ClaimFindings` out.
 Rendering (rich for the terminal, one self-contained HTML file, JSON) is apart,
 in the manner of pyx12's visitors: one run of the rules feeds every format.
-The report shows the values the claim carries: a vendor certifies with test
-patients, and the report goes to the vendor, never to a log.
+The terminal and JSON show the values the claim carries: a vendor certifies
+with test patients, and the report goes to the vendor, never to a log. The HTML
+file outlives the session, so it masks patient identifiers (names, date of
+birth, address, phone, patient ID) unless asked to show them.
 """
 
 from __future__ import annotations
@@ -475,8 +477,40 @@ pre{background:#f7f7f7;padding:.6em;overflow-x:auto}
 """
 
 
-def to_html(all_findings: Iterable[ClaimFindings], generated: dt.datetime | None = None) -> str:
-    """One HTML document with inline CSS, no scripts, no external references."""
+#: Patient elements the HTML shows even when masking: codes, not identifiers.
+PATIENT_SHOWN = frozenset({"PAT01", "PAT02", "PAT15", "PAT19", "PAT20"})
+MASK = "•••"
+
+
+def _patient(f: FieldFinding) -> bool:
+    """A patient identifier: fed to a PAT element (not a code) or read from the patient segment."""
+    if f.asap:
+        return f.asap.startswith("PAT") and f.asap not in PATIENT_SHOWN
+    return f.segment == "01"
+
+
+def mask_record_line(line: str) -> str:
+    """A segment line with its patient identifiers masked (other segments as they are)."""
+    if not line.startswith("PAT*"):
+        return line
+    body, end = (line[:-1], "~") if line.endswith("~") else (line, "")
+    parts = body.split("*")
+    for i in range(1, len(parts)):
+        if parts[i] and f"PAT{i:02d}" not in PATIENT_SHOWN:
+            parts[i] = MASK
+    return "*".join(parts) + end
+
+
+def to_html(
+    all_findings: Iterable[ClaimFindings],
+    generated: dt.datetime | None = None,
+    *,
+    show_patient: bool = False,
+) -> str:
+    """One HTML document with inline CSS, no scripts, no external references.
+
+    Patient identifiers are masked unless `show_patient`.
+    """
     e = html.escape
     claims = list(all_findings)
     when = (generated or dt.datetime.now()).strftime("%Y-%m-%d %H:%M")
@@ -487,6 +521,8 @@ def to_html(all_findings: Iterable[ClaimFindings], generated: dt.datetime | None
         f"<h1>{_TITLE}</h1>",
         f"<p>{len(claims)} claim(s), {ready} ready for the PMP. Generated {e(when)}.</p>",
     ]
+    if not show_patient:
+        parts.append(f"<p class='absent'>Patient identifiers are shown as {MASK}.</p>")
     for c in claims:
         cls, word = ("ok", "READY") if c.ready else ("no", "NOT READY")
         parts.append(f"<h2>{e(c.source)} <span class='{cls}'>{word}</span></h2>")
@@ -515,16 +551,18 @@ def to_html(all_findings: Iterable[ClaimFindings], generated: dt.datetime | None
                 for f in [*t.fields, *t.other]:
                     status = f.status + (f": {f.reason}" if f.reason else "")
                     req = "" if f.required else " (optional)"
+                    value = MASK if f.value and _patient(f) and not show_patient else f.value
                     parts.append(
                         f"<tr><td>{e(f.field_id)}</td><td>{e(f.name + req)}</td>"
-                        f"<td>{e(f.segment)}</td><td>{e(f.value)}</td><td>{e(f.asap or '-')}</td>"
+                        f"<td>{e(f.segment)}</td><td>{e(value)}</td><td>{e(f.asap or '-')}</td>"
                         f"<td>{e(f.asap_name or '-')}</td><td>{e(f.reject or '-')}</td>"
                         f"<td class='{f.status}'>{e(status)}</td></tr>"
                     )
                 parts.append("</table>")
             if t.asap_record:
                 parts.append("<p>ASAP record that would be produced:</p>")
-                parts.append("<pre>" + e("\n".join(t.asap_record)) + "</pre>")
+                lines = t.asap_record if show_patient else map(mask_record_line, t.asap_record)
+                parts.append("<pre>" + e("\n".join(lines)) + "</pre>")
             if t.state:
                 items = "".join(
                     f"<li class='{s.severity}'>state {e(s.severity)} {e(s.element)}: "
