@@ -156,3 +156,37 @@ def test_bad_verdicts_are_one_line_errors(
         code, out, err = run(capsys, "collector", *argv, *db)
         assert code == 2 and len(err.splitlines()) == 1 and words in err, (argv, err)
     assert status_row(capsys, db, name)["State"] == "unknown"
+
+
+def test_collector_serve_prints_the_section_that_run_daily_delivers_with(
+    sessions, tmp_path, migrated_db_url, capsys  # noqa: F811
+):
+    import signal
+    import subprocess
+    import sys
+    import tomllib
+
+    folder = tmp_path / "collector"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cli", "collector", "serve", str(folder), "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        lines = [server.stdout.readline() for _ in range(8)]
+        assert lines[0].startswith("# files arrive in"), lines
+        section = "".join(lines[1:])
+        assert tomllib.loads(section)["sftp"]["port"] > 0
+        with sessions.begin() as s:
+            good_fill(s, pharmacies(s)["solo"], "A1")
+        cfg = tmp_path / "cc.toml"
+        cfg.write_text('[extract]\ntimezone = "UTC"\nzero_reports = "off"\n\n' + section)
+        code, out, err = run(
+            capsys, "run-daily", "--date", TODAY.isoformat(), "--db", migrated_db_url,
+            "--config", str(cfg),
+        )  # fmt: skip
+        assert code == 0 and "uploaded    PMP_KY_FP1234563_" in out, out + err
+        (arrived,) = (folder / "inbox").iterdir()
+        assert arrived.name.startswith("PMP_KY_FP1234563_") and arrived.stat().st_size > 0
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(30) == 0, server.stderr.read()
