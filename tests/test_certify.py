@@ -173,6 +173,8 @@ def test_counter_messages_name_the_fields():
 def test_html_is_self_contained_and_holds_the_findings():
     findings = [run(claim(drop=DROPPED), "incomplete.dat"), run(claim(CB="<SCRIPT>"), "ok.dat")]
     page = certify.to_html(findings, generated=dt.datetime(2025, 1, 20, 9, 30))
+    assert "&lt;SCRIPT&gt;" not in page  # a patient's last name: masked by default
+    page = certify.to_html(findings, generated=dt.datetime(2025, 1, 20, 9, 30), show_patient=True)
     assert page.startswith("<!DOCTYPE html>")
     assert not re.search(r"(?i)https?://|<script|<link|src=|@import|url\(", page)
     assert "&lt;SCRIPT&gt;" in page
