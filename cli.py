@@ -134,14 +134,12 @@ def db_group() -> None:
 @db_option
 def db_upgrade(db: str | None) -> None:
     """Create or migrate the database to the latest schema (safe to re-run)."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     from cashcapture.core.store import upgrade
 
     try:
         upgrade(db)
-    except (SQLAlchemyError, OSError) as exc:
-        raise UserError(f"cannot upgrade {_safe_url(db)}: {type(exc).__name__}") from None
+    except OSError as exc:  # database errors: `main` names their cause
+        raise UserError(f"cannot upgrade {_safe_url(db)}: {exc.strerror or exc}") from None
     click.echo(f"database {_safe_url(db)} is at the latest schema")
 
 

@@ -113,6 +113,11 @@ def test_store_commands_on_missing_empty_tableless_and_bogus_databases(
     # no ./cashcapture.db, no ./outbox; only SQLite's own files beside the databases given
 
 
+def test_db_upgrade_and_serve_name_what_is_wrong_with_the_url(capsys):
+    for argv in (["db", "upgrade"], ["serve", "--port", "0"]):
+        one_line(capsys, [*argv, "--db", "bogus://x"], "bad database URL: Can't load plugin")
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("name", ["fills", "status", "run-daily", "pharmacy list"])
 def test_store_commands_on_a_postgresql_schema_without_tables(name, files, db_url, capsys):
