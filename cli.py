@@ -859,15 +859,26 @@ def recap_cmd(month, as_csv, db, config) -> None:
 @cli.command("rejects")
 @click.option("--all", "include_resolved", is_flag=True, help="Include resolved rejects.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV instead of a table.")
+@click.option("--pharmacy", default=None, help="Only this pharmacy (DEA number).")
+@click.option("--date", "day", type=_DATE, default=None, help="Only records held back that day.")
 @db_option
 @_config_option
-def rejects_cmd(include_resolved, as_csv, db, config) -> None:
-    """Records held back by the validator, waiting for a corrected claim."""
+def rejects_cmd(include_resolved, as_csv, pharmacy, day, db, config) -> None:
+    """Records held back by the validator, waiting for a corrected claim.
+
+    `rejects --pharmacy DEA --date D --csv` is the day's list to send to one pharmacy.
+    """
     from extract import reports
 
     engine, sessions, settings = _extract_env(db, config)
     with sessions() as s:
-        report = reports.rejects(s, settings.extract.zone(), include_resolved)
+        report = reports.rejects(
+            s,
+            settings.extract.zone(),
+            include_resolved,
+            pharmacy=pharmacy,
+            day=day.date() if day else None,
+        )
     engine.dispose()
     click.echo(reports.to_csv(report), nl=False) if as_csv else reports.render(report)
 

@@ -767,8 +767,10 @@ class Extractor:
             zero_report=b.zero is not None,
             fill_date_min=lo,
             fill_date_max=hi,
-            record_count=len(pending.fill_ids) + len(pending.rejects),
-            valid_record_count=len(pending.fill_ids),
+            # counted as `validate` counts the file: the records in it (a zero report's
+            # one), valid unless the file failed; held-back records are in `rejects`
+            record_count=len(pending.fill_ids) or int(b.zero is not None),
+            valid_record_count=0 if b.errors else len(pending.fill_ids) or int(b.zero is not None),
             state="failed" if b.errors else "written",
             created_at=self.now,
             processed_at=self.now,

@@ -6,8 +6,9 @@ feeds every format. Dates are shown in the configured time zone.
 
 Status shows two verdicts side by side and says whose each is. "Checked
 Here" is ours: the shared validator applies the collector's rules when the file
-is written ("Records" counts the fills considered, "Valid Records" those that
-went in; "File Failed" is never sent). "State" is the collector's, "unknown"
+is written ("Records" and "Valid Records" are what `cashcapture validate` counts
+in the file: a zero report is one record, a held-back record is in none and is
+listed by `rejects`; "File Failed" is never sent). "State" is the collector's, "unknown"
 until an operator records it (`collector record` / `collector import`).
 The recap counts what the state counted when it is known, says so in
 "Counted By", and leaves ProcessDate empty until the state's date is recorded.
@@ -260,8 +261,20 @@ def recap(session: Session, month: str, zone: ZoneInfo) -> Report:
     return Report(f"KASPER submission recap {month}", RECAP_COLUMNS, rows)
 
 
-def rejects(session: Session, zone: ZoneInfo, include_resolved: bool = False) -> Report:
-    """Records held back, in the guide's reject table layout, plus since when."""
+def rejects(
+    session: Session,
+    zone: ZoneInfo,
+    include_resolved: bool = False,
+    *,
+    pharmacy: str | None = None,
+    day: dt.date | None = None,
+) -> Report:
+    """Records held back, in the guide's reject table layout, plus since when.
+
+    `pharmacy` (a DEA) and `day` (held back that local day) make the daily list
+    an operator sends to one pharmacy: fills the counter paid that the state's
+    rules keep out of the file until the pharmacy corrects the claim.
+    """
     stmt = (
         select(RecordReject, Fill, Pharmacy.dea)
         .join(Fill, Fill.id == RecordReject.fill_id)
@@ -270,6 +283,11 @@ def rejects(session: Session, zone: ZoneInfo, include_resolved: bool = False) ->
     )
     if not include_resolved:
         stmt = stmt.where(RecordReject.resolved_at.is_(None))
+    if pharmacy is not None:
+        stmt = stmt.where(Pharmacy.dea == pharmacy.strip().upper())
+    if day is not None:
+        start, end = _bounds(day, day, zone)
+        stmt = stmt.where(RecordReject.created_at >= start, RecordReject.created_at < end)
     rows = [
         (
             dea,

@@ -135,7 +135,8 @@ def test_a_day_then_rebills_and_reversals_of_earlier_days(sessions, sftp_server,
         status = reports.status(s, TODAY, NOW.date() + dt.timedelta(days=1), zone)
         assert len(status.rows) == 5
         row = {r[2]: r for r in status.rows}[solo.name]
-        assert row[5:8] == (4, 3, "Accept") and row[3] == row[4] == str(TODAY - dt.timedelta(1))
+        # 3 records in the file as `validate` counts it; the held-back one is in `rejects`
+        assert row[5:8] == (3, 3, "Accept") and row[3] == row[4] == str(TODAY - dt.timedelta(1))
         assert row[0] == str(NOW.date())  # submitted
         recap = reports.recap(s, NOW.strftime("%Y-%m"), zone)
         assert recap.columns[0] == "DEANumber"
@@ -320,3 +321,23 @@ def test_a_deactivated_pharmacy_sends_its_queue_but_no_zero_reports(sessions, tm
     assert by_group["CWDRUGS"].zero_report  # the active ones still owe theirs
     again = extract(sessions, cfg, TODAY + dt.timedelta(days=1), now=NOW + dt.timedelta(days=1))
     assert not any("FP1234563" in f.name or "BB4827133" in f.name for f in again.files)
+
+
+def test_status_counts_records_as_validate_does(sessions, tmp_path):  # noqa: F811
+    """Zero reports count one record, held-back records none: as `validate` says."""
+    with sessions.begin() as s:
+        ph = pharmacies(s)
+        good_fill(s, ph["solo"], "V1")
+        good_fill(s, ph["solo"], "V2", ndc="00000000000")  # held back: not on the drug list
+    cfg = settings(tmp_path)
+    result = extract(sessions, cfg, TODAY, now=NOW)
+    assert result.rejected == 1
+    with sessions() as s:
+        subs = s.scalars(select(Submission)).all()
+        assert any(sub.zero_report for sub in subs) and len(subs) >= 2
+        for sub in subs:
+            report = check_file(sub.content)
+            counted = (sub.record_count, sub.valid_record_count)
+            assert counted == (report.records, report.valid_records), sub.file_name
+        solo = next(sub for sub in subs if not sub.zero_report)
+        assert (solo.record_count, solo.valid_record_count) == (1, 1)

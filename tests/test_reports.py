@@ -44,7 +44,9 @@ def test_run_daily_status_recap_rejects(sessions, sftp_server, tmp_path, migrate
     lines = out.splitlines()
     assert code == 0 and lines[0].startswith("Submitted Date,Checked Here On,File Name")
     solo = next(line for line in lines if "FP1234563" in line).split(",")
-    assert solo[5:9] == ["2", "1", "Accept", "uploaded"]
+    # Records / Valid Records as `validate` counts the file: the held-back A2 is in
+    # neither (it is listed by `rejects`)
+    assert solo[5:9] == ["1", "1", "Accept", "uploaded"]
 
     month = dt.datetime.now(dt.UTC).strftime("%Y-%m")
     code, out, _ = run(capsys, "recap", "--month", month, "--csv", *db)
@@ -60,6 +62,19 @@ def test_run_daily_status_recap_rejects(sessions, sftp_server, tmp_path, migrate
     code, out, _ = run(capsys, "rejects", "--csv", *db)
     assert out.splitlines()[1].startswith("FP1234563,0,A2,")
     assert "DIS_PRODUCT_ID : NDC Number is not in State specified Drug List" in out
+    # the day's list for one pharmacy, to send it: the guide's columns
+    today = dt.datetime.now(dt.UTC).date()
+    for dea, day, expect in (
+        ("FP1234563", today, 1),
+        ("fp1234563", today, 1),
+        ("BC7710432", today, 0),
+        ("FP1234563", today - dt.timedelta(days=3), 0),
+    ):
+        args = ("--pharmacy", dea, "--date", day.isoformat(), "--csv")
+        code, out, _ = run(capsys, "rejects", *args, *db)
+        lines = out.splitlines()
+        assert code == 0 and lines[0].startswith("Facility ID,Refill Code,Rx Number,Date Filled")
+        assert len(lines) - 1 == expect, (dea, day, out)
 
 
 def test_bad_input_is_one_line_and_status_2(tmp_path, capsys):
