@@ -21,8 +21,6 @@ from __future__ import annotations
 import asyncio
 import os
 import posixpath
-import sys
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,8 +38,6 @@ from cashcapture.core.store.repo import IN_FLIGHT, mark_fills_reported
 from cashcapture.core.store.types import utcnow
 from extract.settings import Settings, SettingsError, SftpSettings
 
-PAUSE_ENV = "CASHCAPTURE_TEST_PAUSE_AT"
-PAUSE_FILE_ENV = "CASHCAPTURE_TEST_PAUSE_FILE"
 CHUNK = 256 * 1024
 
 
@@ -70,20 +66,14 @@ NETWORK_FAULTS: tuple[type[BaseException], ...] = (
 )
 
 
-def pause_point(name: str) -> None:
-    """Test hook: stop dead at a named point so a test can SIGKILL us there."""
-    points = os.environ.get(PAUSE_ENV, "")
-    if name not in points.split(","):
-        return
-    line = f"PAUSED {name} pid={os.getpid()}\n"
-    target = os.environ.get(PAUSE_FILE_ENV)
-    if target:
-        with open(target, "a", encoding="ascii") as fh:
-            fh.write(line)
-    sys.stderr.write(line)
-    sys.stderr.flush()
-    while True:  # the test kills us here
-        time.sleep(60)
+#: Fault-injection seam: called at each named step of a delivery ("before-upload",
+#: "after-upload", "after-rename", "after-commit"). Does nothing in production; the
+#: kill tests install a hook that stops the process there for a SIGKILL.
+def _no_fault(step: str) -> None:
+    pass
+
+
+checkpoint: Callable[[str], None] = _no_fault
 
 
 @dataclass
@@ -294,17 +284,17 @@ class _Delivery:
                 raise _FileProblem(f"local file {local} is missing; cannot deliver")
             with open(local, "rb") as fh:
                 content = fh.read()
-        pause_point("before-upload")
+        checkpoint("before-upload")
         await self._upload(sftp, content, temp)
-        pause_point("after-upload")
+        checkpoint("after-upload")
         try:
             await sftp.posix_rename(temp, final)
         except asyncssh.SFTPOpUnsupported:  # pragma: no cover - servers without the extension
             await sftp.rename(temp, final)
-        pause_point("after-rename")
+        checkpoint("after-rename")
         with writing(self.sessions) as s:
             mark_uploaded(s, sid)
-        pause_point("after-commit")
+        checkpoint("after-commit")
         self.result.uploaded.append(name)
         self.progress(name)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -32,15 +31,17 @@ def write_config(tmp_path: Path, server: LoopbackSftpServer) -> Path:
     return config
 
 
+PAUSED_SUBMIT = Path(__file__).with_name("_submit_paused.py")
+
+
 def run_submit(url: str, config: Path, pause: str | None = None, pause_file: Path | None = None):
-    env = dict(os.environ)
-    env.pop("CASHCAPTURE_TEST_PAUSE_AT", None)
-    if pause:
-        env["CASHCAPTURE_TEST_PAUSE_AT"] = pause
-        env["CASHCAPTURE_TEST_PAUSE_FILE"] = str(pause_file)
+    args = ["submit", "--db", url, "--config", str(config)]
+    if pause:  # the fault-injection seam, set by a test helper in the child process
+        command = [sys.executable, str(PAUSED_SUBMIT), pause, str(pause_file), *args]
+    else:
+        command = [sys.executable, "-m", "cli", *args]
     return subprocess.Popen(
-        [sys.executable, "-m", "cli", "submit", "--db", url, "--config", str(config)],
-        env=env,
+        command,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

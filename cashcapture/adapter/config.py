@@ -16,11 +16,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cashcapture.adapter import framing
+from cashcapture.core.configfile import DEFAULT_URL, ConfigError, check_sections, read
 from cashcapture.core.configfile import SECTIONS as SECTIONS  # re-exported: the adapter's view
-from cashcapture.core.configfile import ConfigError, check_sections, read
 from cashcapture.core.pmp.records import PAYMENT_TYPES
 
-DEFAULT_DB = "sqlite:///cashcapture.db"
+DEFAULT_DB = DEFAULT_URL  # the store's one default
 DEFAULT_UPSTREAM_TIMEOUT = 8.0
 
 

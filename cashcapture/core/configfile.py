@@ -12,6 +12,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+#: The one default store and the environment variable that overrides it.
+DEFAULT_URL = "sqlite:///cashcapture.db"
+ENV_VAR = "CASHCAPTURE_DB"
+
 
 class ConfigError(ValueError):
     """A setting that cannot be used; the message names it, on one line."""
@@ -51,6 +55,5 @@ def read(path: str | Path) -> dict[str, Any]:
 
 def database_url(given: str | None, configured: str | None = None) -> str:
     """--db, then $CASHCAPTURE_DB, then the file's `[adapter] db`, then the default SQLite file."""
-    from cashcapture.core.store.engine import DEFAULT_URL, ENV_VAR
 
     return given or os.environ.get(ENV_VAR) or configured or DEFAULT_URL

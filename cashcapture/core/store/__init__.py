@@ -9,9 +9,8 @@ the transaction and lock it holds; tests and benchmarks import it from the
 submodules.
 """
 
+from cashcapture.core.configfile import DEFAULT_URL, ENV_VAR
 from cashcapture.core.store.engine import (
-    DEFAULT_URL,
-    ENV_VAR,
     make_engine,
     resolve_url,
     session_factory,

@@ -16,16 +16,15 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from cashcapture.core.configfile import database_url
 from cashcapture.core.private import touch_private
 
-DEFAULT_URL = "sqlite:///cashcapture.db"
-ENV_VAR = "CASHCAPTURE_DB"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
 def resolve_url(url: str | None = None) -> str:
     """The explicit URL, else $CASHCAPTURE_DB, else the default SQLite file."""
-    return url or os.environ.get(ENV_VAR) or DEFAULT_URL
+    return database_url(url)
 
 
 def make_engine(url: str | None = None, **kwargs) -> Engine:
