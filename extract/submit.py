@@ -30,6 +30,7 @@ import asyncssh
 from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from cashcapture.core.states import SubmissionState, submission_move
 from cashcapture.core.store.engine import writer_engine
 from cashcapture.core.store.models import (
     Submission,
@@ -265,8 +266,8 @@ class _Delivery:
             name, state, local, content = sub.file_name, sub.state, sub.path, sub.content
             if state not in IN_FLIGHT:
                 return  # another run finished it
-            if state == "written":
-                sub.state = "uploading"
+            if state == SubmissionState.WRITTEN:
+                sub.state = submission_move(state, SubmissionState.UPLOADING)
             sub.attempts += 1
         remote_dir = self.sftp_cfg.remote_dir or "/"
         final = posixpath.join(remote_dir, name)

@@ -31,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from cashcapture.core.states import FillState, SubmissionState
 from cashcapture.core.store.types import Id, Quantity, UTCDateTime, utcnow
 
 NAMING = {
@@ -44,8 +45,8 @@ NAMING = {
 # Vocabularies (stored as short strings; CHECK constraints keep them honest).
 ROUTES = ("cash", "insured", "certification")
 FILL_ROUTES = ("cash", "insured")
-FILL_STATES = ("new", "revised", "voided")
-SUBMISSION_STATES = ("written", "uploading", "uploaded", "processed", "failed")
+FILL_STATES = tuple(FillState)
+SUBMISSION_STATES = tuple(SubmissionState)
 # What the state's collector said of a delivered file; NULL until an operator records it.
 STATE_VERDICTS = ("accepted", "failed", "in process")
 # ASAP DSP01 reporting status codes.

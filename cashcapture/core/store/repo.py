@@ -36,6 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from cashcapture.core.states import FillState, SubmissionState, fill_move
 from cashcapture.core.store.models import (
     NEW_RECORD,
     REVISED_RECORD,
@@ -57,7 +58,7 @@ from cashcapture.core.store.types import utcnow
 
 #: Names of the unique fill key as the two databases report a violation of it.
 _FILL_KEY_MARKERS = ("uq_fills_key", "fills.pharmacy_id, fills.rx_number")
-IN_FLIGHT = ("written", "uploading")
+IN_FLIGHT = (SubmissionState.WRITTEN, SubmissionState.UPLOADING)
 #: Session.info flag: a duplicate will fail the commit and the batch is re-run checked.
 OPTIMISTIC = "cashcapture.optimistic"
 
@@ -239,7 +240,8 @@ def revise_fill(
     if ingredients is not None:
         ingredients = list(ingredients)
         fill.ingredients = _ingredients(ingredients)
-    for name, value in _revision(fill.key, fill.version, fields, ingredients, utcnow()).items():
+    values = _revision(fill.key, fill.state, fill.version, fields, ingredients, utcnow())
+    for name, value in values.items():
         setattr(fill, name, value)
     if claim is not None:
         fill.updated_by_claim = claim
@@ -248,7 +250,7 @@ def revise_fill(
 
 def void_fill(session: Session, fill: Fill, *, claim: Claim | None = None) -> Fill:
     """Void a fill (a B2). Queued for a 02 record only if the state holds it."""
-    for name, value in _void(fill.version, fill.reported_status, utcnow()).items():
+    for name, value in _void(fill.state, fill.version, fill.reported_status, utcnow()).items():
         setattr(fill, name, value)
     if claim is not None:
         fill.updated_by_claim = claim
@@ -275,6 +277,7 @@ def _new_fill(fields: Mapping[str, Any], ingredients: Sequence, now: dt.datetime
 
 def _revision(
     key: tuple,
+    state: str,
     version: int | None,
     fields: Mapping[str, Any],
     ingredients: Sequence | None,
@@ -289,15 +292,22 @@ def _revision(
     out = {k: v for k, v in fields.items() if k not in _KEY_FIELDS}
     if ingredients is not None:
         out["compound"] = bool(ingredients)
-    out.update(state="revised", version=(version or 1) + 1, updated_at=now, needs_report=True)
+    out.update(
+        state=fill_move(state, FillState.REVISED),
+        version=(version or 1) + 1,
+        updated_at=now,
+        needs_report=True,
+    )
     return out
 
 
-def _void(version: int | None, reported_status: str | None, now: dt.datetime) -> dict:
+def _void(
+    state: str, version: int | None, reported_status: str | None, now: dt.datetime
+) -> dict:
     """Columns a void sets: queued for a 02 record only if the state holds the fill."""
     held = reported_status in (NEW_RECORD, REVISED_RECORD)
     return {
-        "state": "voided",
+        "state": fill_move(state, FillState.VOIDED),
         "version": (version or 1) + 1,
         "updated_at": now,
         "needs_report": held,
@@ -489,7 +499,7 @@ class Writes:
         """A rebill or correction of ``fill`` (as `revise_fill`)."""
         if ingredients is not None:
             ingredients = list(ingredients)
-        values = _revision(fill.key, fill.version, fields, ingredients, self.now)
+        values = _revision(fill.key, fill.state, fill.version, fields, ingredients, self.now)
         self.updates.append((fill, values, claim))
         if ingredients is not None:
             ref = Ref()
@@ -498,7 +508,8 @@ class Writes:
 
     def void_fill(self, fill: FillRow, *, claim: Ref | None = None) -> None:
         """A void of ``fill`` (as `void_fill`)."""
-        self.updates.append((fill, _void(fill.version, fill.reported_status, self.now), claim))
+        values = _void(fill.state, fill.version, fill.reported_status, self.now)
+        self.updates.append((fill, values, claim))
 
 
 def _column_defaults(table: Table) -> dict[str, Any]:
