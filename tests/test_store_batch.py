@@ -16,6 +16,7 @@ from _store_helpers import add_pharmacy, capture, fill_fields, hold_committer
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from cashcapture.core.states import IllegalTransition
 from cashcapture.core.store import (
     BatchUnit,
     Claim,
@@ -178,8 +179,14 @@ def test_revise_and_void_follow_the_orm_rules(db_engine, pharmacy_id):
     fill = _rows(db_engine, Fill, id=row.id)[0]
     assert (fill.state, fill.version, fill.needs_report) == ("voided", 4, False)  # never reported
 
-    with session_factory(db_engine)() as session:  # reported, then voided: a 02 record is due
-        session.get(Fill, row.id).reported_status = "01"
+    # reported, then voided: a 02 record is due (a fresh fill: a voided one is never voided again)
+    w, _, _ = _new_capture(pharmacy_id, "777")
+    _write(db_engine, w)
+    key = (pharmacy_id, "777", 0, DOS)
+    with db_engine.connect() as conn:
+        fill_id = find_fills(conn, [key])[key].id
+    with session_factory(db_engine)() as session:
+        session.get(Fill, fill_id).reported_status = "01"
         session.commit()
     with db_engine.connect() as conn:
         row = find_fills(conn, [key])[key]
@@ -187,6 +194,10 @@ def test_revise_and_void_follow_the_orm_rules(db_engine, pharmacy_id):
     void.void_fill(row)
     _write(db_engine, void)
     assert _rows(db_engine, Fill, id=row.id)[0].needs_report is True
+    with db_engine.connect() as conn:
+        voided = find_fills(conn, [key])[key]
+    with pytest.raises(IllegalTransition):  # and never a second void of a voided fill
+        Writes().void_fill(voided)
 
 
 def test_update_of_a_stale_fill_is_refused(db_engine, pharmacy_id):
