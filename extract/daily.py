@@ -35,10 +35,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from cashcapture.core.pmp import compounds
 from cashcapture.core.pmp import records as asap
 from cashcapture.core.pmp.asap import table
-from cashcapture.core.pmp.asap.codec import row_encoder
+from cashcapture.core.pmp.asap.codec import encode, row_encoder
+from cashcapture.core.pmp.carry import REASON as CARRY_REASON
+from cashcapture.core.pmp.carry import first_uncarriable
 from cashcapture.core.pmp.filenames import file_name
 from cashcapture.core.pmp.rules import for_state
-from cashcapture.core.pmp.validate import WARNING, Problem, Report, Validator
+from cashcapture.core.pmp.validate import REJECT, WARNING, Problem, Report, Validator
 from cashcapture.core.private import write_private
 from cashcapture.core.store.models import (
     NEW_RECORD,
@@ -383,6 +385,7 @@ class Extractor:
             elements = table(settings.extract.asap_version)
         except KeyError as exc:
             raise SettingsError(f"[extract] asap_version: {exc.args[0]}") from None
+        self._table = elements
         self._pat_elements = row_encoder(elements, "PAT", _PAT_NAMES, asap.Patient())
         self._dsp_elements = row_encoder(
             elements, "DSP", (*_DSP_NAMES, "status", "fill_number"), asap.Dispensation()
@@ -658,10 +661,13 @@ class Extractor:
         with self.sessions() as session:
             open_rejects = self._open_rejects([p.id for p in group.pharmacies])
             prescribers: dict[tuple, asap.Prescriber] = {}
+            pre_bad: dict[tuple, Problem | None] = {}
             for ph in group.pharmacies:
                 pha = pharmacy_value(ph)
+                pha_bad = self._uncarriable(encode(self._table, "PHA", pha))
                 patient_key: tuple | None = None
                 pat: list[str] = []
+                pat_bad: Problem | None = None
                 for row in self._rows(session, ph.id):
                     fill_id, version, state, reported, compound, fill_number = row[:6]
                     self._active.add(ph.id)
@@ -672,22 +678,33 @@ class Extractor:
                     key = row[_PAT]
                     if key != patient_key:
                         pat, patient_key = self._pat_elements(key), key
+                        pat_bad = self._uncarriable(pat)
                     pre_key = row[_PRE]
                     prescriber = prescribers.get(pre_key)
                     if prescriber is None:
                         if len(prescribers) > 10_000:
                             prescribers.clear()
+                            pre_bad.clear()
                         prescriber = prescribers[pre_key] = prescriber_value(pre_key)
+                        pre_bad[pre_key] = self._uncarriable(
+                            encode(self._table, "PRE", prescriber)
+                        )
                     ingredients = self._ingredients(session, fill_id) if compound else ()
                     product = None
                     if compound:
                         product, ingredients = self.checker.compound(ingredients)
-                    if writer is None:
-                        name, when = self._name(group)
-                        writer = asap_writer.AsapWriter(buf, self._header(name, when))
                     dsp = self._dsp_elements((*row[_DSP], status, fill_number_code(fill_number)))
                     if product is not None:
                         dsp[7:9] = product  # DSP07 / DSP08: the first controlled ingredient
+                    bad = pha_bad or pat_bad or pre_bad.get(pre_key) or self._uncarriable(
+                        dsp, *(encode(self._table, "CDI", i) for i in ingredients)
+                    )
+                    if bad is not None:  # held back alone: the rest of the file still goes
+                        pending.rejects.setdefault(fill_id, []).append(bad)
+                        continue
+                    if writer is None:
+                        name, when = self._name(group)
+                        writer = asap_writer.AsapWriter(buf, self._header(name, when))
                     writer.add_encoded(pha, pat, dsp, prescriber, ingredients)
                     pending.add(fill_id, version, status, row[_DATE_FILLED], ph.id)
         if writer is None:
@@ -695,6 +712,19 @@ class Extractor:
         writer.close()
         content, errors = self._validated(buf.getvalue(), pending)
         return _Built(group, name, content, pending, errors, open_rejects)
+
+    def _uncarriable(self, *segments: list[str]) -> Problem | None:
+        """The reject of a record holding a value no file can carry (a separator, a line
+        break, a control character...), found before the writer would refuse the file."""
+        for elements in segments:
+            i = first_uncarriable(elements)
+            if i is not None:
+                seg = elements[0]
+                name = f"{seg}{i:02d}"
+                return Problem(
+                    REJECT, seg, i, name, CARRY_REASON, name, f"Value {CARRY_REASON}"
+                )
+        return None
 
     def _validated(self, content: bytes, pending: _Pending) -> tuple[bytes | None, list[str]]:
         """Validate the file; hold back rejected records by writing it again without them."""

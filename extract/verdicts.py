@@ -26,6 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cashcapture.core.csvfile import rows
+from cashcapture.core.ids import ascii_digits
 from cashcapture.core.store.models import (
     NEW_RECORD,
     REVISED_RECORD,
@@ -116,7 +117,7 @@ def read_status(text: str) -> list[StatusLine]:
             counts = {}
             for name in COUNT_COLUMNS:
                 raw = (row.get(name) or "").strip()
-                if not raw.isdigit():
+                if not ascii_digits(raw):
                     raise VerdictError(f"row {n}: {name} {raw!r} is not a count")
                 counts[name] = int(raw)
             name = (row.get("file_name") or "").strip()

@@ -20,6 +20,9 @@ from decimal import Decimal
 
 from cashcapture.core import drugs, ids
 from cashcapture.core.address import is_po_box
+from cashcapture.core.ids import ascii_digits
+from cashcapture.core.pmp.carry import REASON as CARRY_REASON
+from cashcapture.core.pmp.carry import carriable
 from ncpdp import Segment, typed
 from ncpdp.dictionary import FIELDS, field_name
 from ncpdp.message import FS
@@ -152,7 +155,7 @@ def _date(raw: str) -> dt.date:
 
 
 def _int(raw: str, lo: int, hi: int) -> int:
-    if not raw.isdigit():
+    if not ascii_digits(raw):
         raise Invalid("not a number")
     value = int(raw)
     if not lo <= value <= hi:
@@ -178,13 +181,13 @@ def _us_state(raw: str, ctx: Context) -> str:
 
 def _zip(raw: str, ctx: Context) -> str:
     digits = raw.replace("-", "")
-    if not (digits.isdigit() and len(digits) in (5, 9)):
+    if not (ascii_digits(digits) and len(digits) in (5, 9)):
         raise Invalid("must be a 5 or 9 digit ZIP")
     return digits
 
 
 def _phone(raw: str, ctx: Context) -> str | None:
-    return raw if raw.isdigit() and len(raw) == 10 else None
+    return raw if ascii_digits(raw) and len(raw) == 10 else None
 
 
 def _dob(raw: str, ctx: Context) -> dt.date:
@@ -218,7 +221,7 @@ def _id_jurisdiction(raw: str, ctx: Context) -> str | None:
 
 
 def _rx_number(raw: str, ctx: Context) -> str:
-    if not raw.isdigit() or int(raw) == 0:
+    if not ascii_digits(raw) or int(raw) == 0:
         raise Invalid("must be a non-zero number")
     return raw.lstrip("0")
 
@@ -479,6 +482,8 @@ def extract_fill(
         try:
             if row.segment == HEADER and row.rule == "date_of_service" and dos is not None:
                 value: object = dos  # read once above
+            elif not carriable(raw):
+                raise Invalid(CARRY_REASON)
             else:
                 value = RULES[row.rule](raw, ctx)
         except Invalid as exc:  # optional fields' rules never raise

@@ -18,6 +18,7 @@ from pathlib import Path
 from cashcapture.adapter import framing
 from cashcapture.core.configfile import DEFAULT_URL, ConfigError, check_sections, read
 from cashcapture.core.configfile import SECTIONS as SECTIONS  # re-exported: the adapter's view
+from cashcapture.core.ids import ascii_digits
 from cashcapture.core.pmp.records import PAYMENT_TYPES
 
 DEFAULT_DB = DEFAULT_URL  # the store's one default
@@ -32,7 +33,7 @@ class BinPcn:
     @classmethod
     def parse(cls, text: str) -> BinPcn:
         bin_, _, pcn = str(text).strip().partition("/")
-        if not (bin_.isdigit() and len(bin_) == 6):
+        if not (ascii_digits(bin_) and len(bin_) == 6):
             raise ConfigError(f"BIN must be 6 digits, got {bin_!r} in {text!r}")
         pcn = pcn.strip()
         if len(pcn) > 10:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from cashcapture.core.ids import ascii_digits
+
 SCHEDULES = ("CII", "CIII", "CIV", "CV")
 LIST_FILE = "controlled_ndcs.csv"
 RULES_FILE = "state_schedules.csv"
@@ -59,9 +61,9 @@ def normalize_ndc(text: str) -> str:
         pads = _PADDINGS.get(tuple(len(p) for p in parts))
         if pads is not None:
             return "".join("0" * pad + part for pad, part in zip(pads, parts, strict=True))
-    elif s.isdigit() and len(s) == 11:
+    elif ascii_digits(s) and len(s) == 11:
         return s
-    elif s.isdigit() and len(s) == 10:
+    elif ascii_digits(s) and len(s) == 10:
         raise ValueError(f"NDC {s!r}: 10 digits without dashes is ambiguous; use dashes")
     raise ValueError(f"not an NDC: {s!r} (want 11 digits or 4-4-2, 5-3-2, 5-4-1 with dashes)")
 
@@ -69,7 +71,7 @@ def normalize_ndc(text: str) -> str:
 def ndc_candidates(text: str) -> list[str]:
     """Every 11-digit reading of ``text``: one, or three for 10 undashed digits."""
     s = text.strip()
-    if s.isdigit() and len(s) == 10:
+    if ascii_digits(s) and len(s) == 10:
         return ["0" + s, s[:5] + "0" + s[5:], s[:9] + "0" + s[9:]]
     return [normalize_ndc(s)]
 

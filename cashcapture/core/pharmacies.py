@@ -23,6 +23,8 @@ from sqlalchemy.orm import Session
 
 from cashcapture.core.csvfile import CsvError, rows
 from cashcapture.core.ids import dea_ok, npi_ok
+from cashcapture.core.pmp.carry import REASON as CARRY_REASON
+from cashcapture.core.pmp.carry import carriable
 from cashcapture.core.pmp.filenames import file_name
 from cashcapture.core.store.models import Pharmacy
 
@@ -71,6 +73,8 @@ class Column:
             if self.required:
                 raise ValueError(f"{self.name} is required")
             return None
+        if not carriable(value):  # it goes into the state's file as it is
+            raise ValueError(f"{self.name} {value!r} {CARRY_REASON}")
         if self.name in ("dea", "state"):
             value = value.upper()
         named = CHECKS.get(self.check)

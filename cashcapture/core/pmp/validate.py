@@ -23,7 +23,7 @@ from datetime import date
 from typing import Any
 
 from cashcapture.core.address import is_po_box
-from cashcapture.core.ids import dea_ok
+from cashcapture.core.ids import ascii_digits, dea_ok
 from cashcapture.core.ids import ssn_ok as ssn_is_valid
 from cashcapture.core.pmp.asap import KIND_DATE, KIND_DECIMAL, KIND_NUMERIC, Element, table
 from cashcapture.core.pmp.asap.codec import (
@@ -206,7 +206,7 @@ class Report:
 
 
 def _date_ok(s: str) -> bool:
-    if len(s) != 8 or not s.isdigit():
+    if len(s) != 8 or not ascii_digits(s):
         return False
     y, m, d = int(s[:4]), int(s[4:6]), int(s[6:])
     if not 1 <= m <= 12 or not 1 <= d <= _DAYS[m]:
@@ -316,7 +316,7 @@ class Validator:
                 out.append((r, "too_long", {"max_length": str(max_length)}, severity))
                 continue
             if kind is KIND_NUMERIC:
-                if not v.isdigit():
+                if not ascii_digits(v):
                     out.append((r, "numeric", None, severity))
                     continue
             elif kind is KIND_DATE:
@@ -360,7 +360,7 @@ class Validator:
         return ((r, "us_state", None, REJECT),)
 
     def _c_zip(self, r: ElementRule, v: str, vals: list[str]) -> Iterable[Finding]:
-        if vals[22] or (len(v) in (5, 9) and v.isdigit()):
+        if vals[22] or (len(v) in (5, 9) and ascii_digits(v)):
             return ()
         return ((r, "zip", None, REJECT),)
 
@@ -403,7 +403,7 @@ class Validator:
 
     def _c_ndc(self, r: ElementRule, v: str, vals: list[str]) -> Iterable[Finding]:
         qualifier = vals[7] if vals[0] == "DSP" else vals[2]  # DSP07 / CDI02
-        if qualifier == "01" and not (len(v) == 11 and v.isdigit()):
+        if qualifier == "01" and not (len(v) == 11 and ascii_digits(v)):
             return ((r, "ndc", None, REJECT),)
         return ()
 
@@ -411,7 +411,7 @@ class Validator:
         qualifier = vals[7] if vals[0] == "DSP" else vals[2]  # DSP07 / CDI02: 01 = NDC
         if vals[0] == "CDI" and self.rules.compound != COMPOUND_FIRST_INGREDIENT:
             return ()  # 06 + CDI reports bases and fillers too: see _compound
-        if self.in_list is None or qualifier != "01" or not (len(v) == 11 and v.isdigit()):
+        if self.in_list is None or qualifier != "01" or not (len(v) == 11 and ascii_digits(v)):
             return ()
         return () if self._listed(v) else ((r, "drug_list", None, REJECT),)
 
@@ -480,7 +480,7 @@ class Validator:
         if self.in_list is not None and self.rules.compound != COMPOUND_FIRST_INGREDIENT:
             # 06 + CDI: the compound is reportable when one ingredient is listed (each
             # CDI03 is checked on its own where only controlled ingredients are reported)
-            ndcs = [c[3] for c in rec.cdi if len(c) > 3 and len(c[3]) == 11 and c[3].isdigit()]
+            ndcs = [c[3] for c in rec.cdi if len(c) > 3 and len(c[3]) == 11 and ascii_digits(c[3])]
             if not any(self._listed(n) for n in ndcs):
                 out.append((r, "drug_list", None, REJECT))
         return out
