@@ -285,7 +285,7 @@ def update_pharmacy(
                 f"column {name}: {name} cannot be blank", name, f"{name} cannot be blank"
             )
         try:
-            value = column.clean(raw)
+            value: object = column.clean(raw)
         except ValueError as exc:
             raise RegistryError(f"column {name}: {exc}", name, str(exc)) from None
         if name == "active":
@@ -295,13 +295,12 @@ def update_pharmacy(
         if session.scalar(select(Pharmacy.id).where(Pharmacy.dea == fields["dea"])):
             raise RegistryError(f"column dea: {fields['dea']} is already registered")
     others = {k: v for k, v in fields.items() if k in ("ncpdp_id", "npi") and v is not None}
-    for key, value in others.items():
-        column = getattr(Pharmacy, key)
+    for key, other in others.items():
         holder = session.scalar(
-            select(Pharmacy.dea).where(column == value, Pharmacy.id != pharmacy.id)
+            select(Pharmacy.dea).where(getattr(Pharmacy, key) == other, Pharmacy.id != pharmacy.id)
         )
         if holder:
-            raise RegistryError(f"column {key}: {value} is registered to {holder}")
+            raise RegistryError(f"column {key}: {other} is registered to {holder}")
     changed = _apply(pharmacy, fields)
     session.flush()
     return pharmacy, changed
