@@ -26,6 +26,7 @@ _V = "[^\x1c\x1d\x1e]"
 _SEG = f"\x1e\x1cAM{_V}{{2}}(?:\x1c{_V}{{2,}}+)*+"  # possessive: nothing to give back
 _BODY = re.compile(f"(?:{_SEG})*+(?:\x1d(?:{_SEG})++)*+")
 _SEPS = FS + GS + RS
+_SEP_SET = frozenset(_SEPS)
 REQUEST_LEN = LENGTHS["request"]
 RESPONSE_LEN = LENGTHS["response"]
 
@@ -138,15 +139,17 @@ def build(msg: Request | Response) -> bytes:
 def _body(segments: list[Segment], transactions: list[list[Segment]]) -> str | None:
     """Wire text of all segments, or None if a check fails (then `_explain` says which).
 
-    The checks run once per message in C: one RS per segment, one GS per transaction,
-    one FS per segment and field, ids and field IDs of 2 (`Segment.wire` takes pairs of
-    strings only)."""
+    Segments as parsed were checked when read; only ids and the field lists built
+    in memory are checked, once per message and in C: ids of 2 characters free of
+    separators, and in the held fields' wire text one FS per field, no GS or RS,
+    field IDs of 2 (`Segment.wire` takes pairs of strings only)."""
     if not all(transactions):
         return None
     parts: list[str] = []
-    held: list[list[tuple[str, str]]] = []  # field lists not checked when parsed
     ids: list[str] = []
-    n_fs = 0
+    held: list[list[tuple[str, str]]] = []  # field lists not checked when parsed
+    held_wire: list[str] = []
+    n_fields = 0
     for k, group in enumerate((segments, *transactions)):
         if k:
             parts.append(GS)
@@ -157,21 +160,23 @@ def _body(segments: list[Segment], transactions: list[list[Segment]]) -> str | N
             if raw is None:
                 fields = s._fields
                 held.append(fields)  # type: ignore[arg-type]
-                n_fs += len(fields)  # type: ignore[arg-type]
+                n_fields += len(fields)  # type: ignore[arg-type]
                 raw = s.wire()
-            else:
-                n_fs += raw.count(FS)
+                held_wire.append(raw)
             parts += (_HEAD, sid, raw)
-    body = "".join(parts)
-    if (
-        body.count(RS) != len(ids)
-        or body.count(GS) != len(transactions)
-        or body.count(FS) != len(ids) + n_fs
-        or (ids and set(map(len, ids)) != _TWO)
-        or (held and set(map(len, map(_first, chain.from_iterable(held)))) - _TWO)
-    ):
+    id_text = "".join(ids)
+    if (ids and set(map(len, ids)) != _TWO) or not _SEP_SET.isdisjoint(id_text):
         return None
-    return body
+    if held:
+        text = "".join(held_wire)
+        if (
+            text.count(FS) != n_fields
+            or GS in text
+            or RS in text
+            or set(map(len, map(_first, chain.from_iterable(held)))) - _TWO
+        ):
+            return None
+    return "".join(parts)
 
 
 def _explain(segments: list[Segment], transactions: list[list[Segment]]) -> NoReturn:
