@@ -28,6 +28,7 @@ from .dictionary import (
     SEGMENT_FORMAT_REJECT,
     SEGMENT_NOT_USED_REJECT,
     SEGMENT_REQUIRED_REJECT,
+    SEGMENTS,
     FieldDef,
     field_name,
     segment_name,
@@ -108,6 +109,23 @@ def _value_pattern(f: FieldDef) -> str:
     return f"[0-9]{{1,{n}}}+"
 
 
+def _code_class(codes: Iterable[str]) -> str:
+    """Regex matching exactly these 2-character codes (grouped by first character)."""
+    by_first: dict[str, list[str]] = {}
+    for code in sorted(codes):
+        by_first.setdefault(code[0], []).append(code[1])
+    return (
+        "(?:"
+        + "|".join(
+            f"{re.escape(a)}[{''.join(re.escape(b) for b in bs)}]" for a, bs in by_first.items()
+        )
+        + ")"
+    )
+
+
+_DICTIONARY_CODE = _code_class(FIELDS)
+
+
 def _segment_pattern(
     codes: list[str], need: frozenset[str] = frozenset(), empty: frozenset[str] = frozenset()
 ) -> re.Pattern[str]:
@@ -132,7 +150,9 @@ def _segment_pattern(
     is_known = "|".join(
         f"{re.escape(a)}[{''.join(re.escape(b) for b in bs)}]" for a, bs in by_first.items()
     )
-    other = f"(?!{is_known})[^\x1c]{{2}}[^\x1c]*+"
+    # a code the dictionary does not define passes; one it places elsewhere (or a
+    # second AM: a lost segment separator) fails, and the slow path names it
+    other = f"(?!{is_known}|{_DICTIONARY_CODE})[^\x1c]{{2}}[^\x1c]*+"
     return re.compile(f"(?:\x1c(?:{known}|{other}))*+", re.DOTALL)
 
 
@@ -335,12 +355,39 @@ def _segment(s: Segment, ti: int | None, rules: _Rules | None, out: list[Problem
 
 
 def _format_problems(s: Segment, ti: int | None, out: list[Problem]) -> None:
-    """The slow path: which fields do not fit their format."""
-    mine = _SEGMENT_CODES.get(s.id, ())
+    """The slow path: which fields sit in a segment the dictionary does not place them
+    in (a second AM means a segment separator was lost) and which do not fit their
+    format (wherever they sit)."""
+    seg_id = s.id
+    mine = _SEGMENT_CODES.get(seg_id, ())
+    where = segment_name(seg_id)
     for code, v in s._pairs():
+        if code == "AM":
+            out.append(
+                Problem(
+                    SEGMENT_FORMAT_REJECT.get(seg_id, "AM"),
+                    code,
+                    ti,
+                    f"a second Segment Identification (AM) inside {where}: "
+                    "a segment separator is missing",
+                )
+            )
+            continue
+        f = FIELDS.get(code)
+        if f is None:
+            continue
+        if code not in mine:
+            out.append(
+                Problem(
+                    _reject_for(code, seg_id),
+                    code,
+                    ti,
+                    f"{f.name} ({code}) does not belong in {where}"
+                    + (f" (it belongs in {_placed(f)})" if _placed(f) else ""),
+                )
+            )
         ok = _CHECK.get(code)
-        if ok is not None and v and code in mine and ok(v) is None:
-            f = FIELDS[code]
+        if ok is not None and v and ok(v) is None:
             out.append(
                 Problem(
                     _reject_for(code, s.id),
@@ -349,6 +396,13 @@ def _format_problems(s: Segment, ti: int | None, out: list[Problem]) -> None:
                     f"{f.name} ({code}) is not a valid {f.format} value",
                 )
             )
+
+
+def _placed(f: FieldDef) -> str:
+    names = [segment_name(seg) for seg in f.segments if seg in SEGMENTS]
+    if not names and any(seg.endswith("_HDR") for seg in f.segments):
+        return "the header"
+    return " or ".join(names)
 
 
 def _total(vals: list[str]) -> int | None:

@@ -171,3 +171,68 @@ def test_unknown_transaction_code_rejected_and_unknown_fields_tolerated():
 def test_validate_takes_requests_only():
     with pytest.raises(TypeError):
         ncpdp.validate(req("resp_paid.dat"))
+
+
+def _lost_separator() -> ncpdp.Request:
+    """The real malformed claim: the separator before the COB segment (05) is lost, so
+    its AM and fields 4C, 5C, 6C, HB, HC, DV sit inside the prescriber segment (03)."""
+    m = req("b1_cash.dat")
+    group = m.transactions[0]
+    if find(group, "03") is None:
+        group.append(Segment("03", [("EZ", "01"), ("DB", "1234567893")]))
+    pres = find(group, "03")
+    pres.fields = [
+        *pres.fields,
+        ("AM", "05"),
+        ("4C", "1"),
+        ("5C", "01"),
+        ("6C", "03"),
+        ("HB", "1"),
+        ("HC", "07"),
+        ("DV", "DATA4"),
+    ]
+    return ncpdp.parse(ncpdp.build(m))  # as the counter sees it: from the wire
+
+
+def test_lost_segment_separator_is_reported_field_by_field():
+    problems = ncpdp.validate(_lost_separator())
+    by_field = {}
+    for p in problems:
+        by_field.setdefault(p.field, []).append(p)
+    assert set(by_field) == {"AM", "4C", "5C", "6C", "HB", "HC", "DV"}
+    assert by_field["AM"][0].reject_code == "454"  # Prescriber Segment Incorrectly Formatted
+    assert "second Segment Identification" in by_field["AM"][0].message
+    for code in ("4C", "5C", "6C", "HB", "HC"):
+        (p,) = by_field[code]
+        assert p.reject_code == ncpdp.dictionary.FIELD_REJECT[code]
+        assert "does not belong in Prescriber" in p.message and p.transaction == 0
+    # DV: placed elsewhere, and DATA4 is no overpunched amount; its own M/I code, no value
+    assert [p.reject_code for p in by_field["DV"]] == ["DV", "DV"]
+    assert all("DATA4" not in p.message for p in problems)
+
+
+@pytest.mark.parametrize(
+    "seg_id, code, value, reject",
+    [
+        ("07", "D2", "0000\u00b22345678", "16"),  # superscript two is not a digit
+        ("07", "E7", "\u00b3000", "E7"),
+        ("01", "C4", "1968\u00b90101", "09"),  # date with superscript one
+        ("11", "DU", "12\u00b2{", "DU"),  # overpunched amount
+        ("11", "DU", "1250", "DU"),  # amount without its overpunch
+        ("01", "C4", "19680230", "09"),  # no 30 February
+    ],
+)
+def test_values_must_fit_their_format_in_ascii_digits(seg_id, code, value, reject):
+    m = req("b1_cash.dat")
+    seg = find([*m.segments, *m.transactions[0]], seg_id)
+    setf(seg, code, value)
+    problems = ncpdp.validate(ncpdp.parse(ncpdp.build(m)))
+    assert [(p.reject_code, p.field) for p in problems] == [(reject, code)]
+
+
+def test_field_of_another_segment_alone_is_reported():
+    m = req("b1_cash.dat")
+    find(m.segments, "01").fields += [("D2", "123456789012")]  # Rx number in Patient
+    problems = ncpdp.validate(m)
+    assert [(p.reject_code, p.field) for p in problems] == [("16", "D2")]
+    assert "belongs in Claim" in problems[0].message
