@@ -161,7 +161,16 @@ _SEGMENT_CODES: dict[str, list[str]] = {}
 for _code, _f in FIELDS.items():
     for _seg in _f.segments:
         _SEGMENT_CODES.setdefault(_seg, []).append(_code)
-_SEGMENT_OK = {seg: _segment_pattern(codes).fullmatch for seg, codes in _SEGMENT_CODES.items()}
+
+
+@cache
+def _segment_ok(seg_id: str) -> _Fits | None:
+    """Formats-only check of a segment (slow path), compiled on first use: compiling
+    every segment's regex at import would cost most of the import time."""
+    codes = _SEGMENT_CODES.get(seg_id)
+    return _segment_pattern(codes).fullmatch if codes else None
+
+
 _CHECK = {code: re.compile(_value_pattern(f), re.DOTALL).fullmatch for code, f in FIELDS.items()}
 _DATE_OK = re.compile(_DATE).fullmatch
 # codes of the fields that carry a value, in wire order
@@ -308,7 +317,7 @@ def _header(request: Request, out: list[Problem]) -> None:
 def _segment(s: Segment, ti: int | None, rules: _Rules | None, out: list[Problem]) -> None:
     seg_id = s.id
     raw = s.wire()
-    ok = _SEGMENT_OK.get(seg_id)
+    ok = _segment_ok(seg_id) if seg_id in _SEGMENT_CODES else None
     if ok is not None and ok(raw) is None:
         _format_problems(s, ti, out)
     reps = _REPEATS.get(seg_id)
