@@ -315,10 +315,27 @@ def _status(a: Answer) -> Segment:
     return _trusted("21", f)
 
 
+def wrap(message: str) -> list[str]:
+    """A message as 526-FQ lines of at most 40 characters, broken after a space (a word
+    longer than a line is cut). The space stays at the end of its line, so a system that
+    joins continued lines (131-UG '+') reads the message as sent, and one that shows
+    them one under another shows whole words."""
+    lines: list[str] = []
+    rest = message
+    while len(rest) > MESSAGE_LINE:
+        cut = rest.rfind(" ", 1, MESSAGE_LINE) + 1  # the break is after the space
+        if cut <= 1:
+            cut = MESSAGE_LINE
+        lines.append(rest[:cut])
+        rest = rest[cut:]
+    lines.append(rest)
+    return lines
+
+
 def _lines(messages: Sequence[str]) -> list[tuple[str, bool]]:
-    """Message lines cut to 40 characters; continued lines flagged for 131-UG '+'."""
+    """Message lines of 40 characters at most; continued lines flagged for 131-UG '+'."""
     out: list[tuple[str, bool]] = []
     for m in messages:
-        chunks = [m[i : i + MESSAGE_LINE] for i in range(0, len(m), MESSAGE_LINE)] or [""]
+        chunks = wrap(m)
         out.extend((c, k < len(chunks) - 1) for k, c in enumerate(chunks))
     return out[:MAX_MESSAGE_LINES]

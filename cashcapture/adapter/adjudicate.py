@@ -32,7 +32,7 @@ import ncpdp
 from cashcapture.adapter import capture
 from ncpdp import Request, Response, Segment, responses
 from ncpdp.dictionary import field_name, reject_description
-from ncpdp.responses import MAX_MESSAGE_LINES, MESSAGE_LINE, Answer, Pricing
+from ncpdp.responses import MAX_MESSAGE_LINES, Answer, Pricing
 from ncpdp.validate import Problem as CodecProblem
 
 PAID, DUPLICATE, APPROVED, DUPLICATE_APPROVED, REJECTED = "P", "D", "A", "S", "R"
@@ -42,6 +42,7 @@ MSG_CERTIFIED = "PMP fields complete (certification)"
 MSG_ELIGIBLE = "Cash capture: patient pays 100%"
 MSG_VOIDED = "Captured fill voided"
 ZERO = Decimal("0.00")
+MESSAGE_F4 = 200  # 504-F4 Message length
 
 # transaction code -> handler name; a new transaction type is a new row.
 HANDLERS: dict[str, str] = {"B1": "billing", "B3": "billing", "B2": "reversal", "E1": "eligibility"}
@@ -267,7 +268,7 @@ def rejected_problems(
         if twins:
             named += twins
             left = [q for q in left if q not in twins]
-        elif (text := reject_description(p.reject_code)) and text not in fixed:
+        elif (text := reject_description(p.reject_code) or p.message) and text not in fixed:
             fixed.append(text)
     named += left
     codes += [q.reject for q in named]
@@ -277,7 +278,7 @@ def rejected_problems(
 
 def line_count(messages: Sequence[str]) -> int:
     """Response lines the messages take (40 characters each, continued with 131-UG)."""
-    return sum(max(1, -(-len(m) // MESSAGE_LINE)) for m in messages)
+    return sum(len(responses.wrap(m)) for m in messages)
 
 
 def pmp_messages(problems: Sequence[capture.Problem], room: int = MAX_MESSAGE_LINES) -> list[str]:
@@ -455,7 +456,12 @@ def adjudicate(
     """
     problems = [p for p in problems if not _waived(request, p)]
     if any(p.transaction is None for p in problems):
-        return Decision(responses.from_problems(request, problems), [], rejected_message=True)
+        # a message-level problem (header, patient segment): the 504-F4 message names them
+        named = dict.fromkeys(reject_description(p.reject_code) or p.message for p in problems)
+        text = "; ".join(named)[:MESSAGE_F4]
+        return Decision(
+            responses.from_problems(request, problems, message=text), [], rejected_message=True
+        )
     code = request.header.transaction_code
     rule = _RULES.get(HANDLERS.get(code, ""))
     outcomes: list[Outcome] = []
