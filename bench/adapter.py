@@ -80,8 +80,10 @@ def _proc_cpu(pid: int) -> float:
     return total
 
 
-async def _connection(port: int, frames, until: float, lat: list[float] | None) -> int:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def _connection(
+    port: int, frames, until: float, lat: list[float] | None, host: str = "127.0.0.1"
+) -> int:
+    reader, writer = await asyncio.open_connection(host, port)
     sock = writer.get_extra_info("socket")
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     done = 0
