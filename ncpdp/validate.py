@@ -62,19 +62,30 @@ class _Rules:
         return present.issuperset(self.required) and present.isdisjoint(self.not_used)
 
 
-def _load_rules() -> dict[str, _Rules]:
+def _rule_rows() -> list[dict[str, str]]:
     path = resources.files("ncpdp").joinpath("data", "rules.csv")
-    acc: dict[str, tuple[list[str], list[str], dict[str, list[str]]]] = {}
     with path.open("r", encoding="utf-8") as f:
-        for r in csv.DictReader(f):
-            for tc in r["transaction_codes"].split():
-                req, nu, flds = acc.setdefault(tc, ([], [], {}))
-                if r["field"]:
-                    flds.setdefault(r["segment"], []).append(r["field"])
-                elif r["rule"] == "M":
-                    req.append(r["segment"])
-                elif r["rule"] == "N":
-                    nu.append(r["segment"])
+        return list(csv.DictReader(f))
+
+
+def _load_rules(rows: Iterable[dict[str, str]]) -> dict[str, _Rules]:
+    """rules.csv by transaction code. Every row's `rule` is honoured: a segment is M
+    (required), N (not used) or O (optional); a field is M (mandatory when its segment
+    is sent) or O (optional); any other letter is refused, never ignored."""
+    acc: dict[str, tuple[list[str], list[str], dict[str, list[str]]]] = {}
+    for r in rows:
+        rule, seg, code = r["rule"], r["segment"], r["field"]
+        if rule not in ("MO" if code else "MNO"):
+            raise ValueError(f"rules.csv: rule {rule!r} for {seg} {code or '(segment)'}")
+        for tc in r["transaction_codes"].split():
+            req, nu, flds = acc.setdefault(tc, ([], [], {}))
+            if code:
+                if rule == "M":
+                    flds.setdefault(seg, []).append(code)
+            elif rule == "M":
+                req.append(seg)
+            elif rule == "N":
+                nu.append(seg)
     out = {}
     for tc, (req, nu, flds) in acc.items():
         plain = {k: frozenset(c for c in v if k not in FIELDS[c].counters) for k, v in flds.items()}
@@ -83,7 +94,7 @@ def _load_rules() -> dict[str, _Rules]:
     return out
 
 
-RULES = _load_rules()
+RULES = _load_rules(_rule_rows())
 
 
 _DAY = (

@@ -236,3 +236,25 @@ def test_field_of_another_segment_alone_is_reported():
     problems = ncpdp.validate(m)
     assert [(p.reject_code, p.field) for p in problems] == [("16", "D2")]
     assert "belongs in Claim" in problems[0].message
+
+
+def test_rules_csv_rule_column_is_honoured_for_field_rows(monkeypatch):
+    import importlib
+
+    v = importlib.import_module("ncpdp.validate")  # the module: ncpdp.validate is the function
+    rows = v._rule_rows()
+    m = req("b1_cash.dat")
+    drop(find(m.transactions[0], "07"), "D5")
+    assert codes(ncpdp.validate(m)) == ["19"]  # as shipped: Days Supply is M for B1
+    for r in rows:
+        if r["field"] == "D5":
+            r["rule"] = "O"
+    rules = v._load_rules(rows)
+    monkeypatch.setattr(v, "RULES", rules)
+    monkeypatch.setattr(
+        v, "_FAST", {tc: v._FastTable(x) for tc, x in [*rules.items(), (None, None)]}
+    )
+    assert ncpdp.validate(m) == []  # optional now: no problem
+    rows[0]["rule"] = "X"
+    with pytest.raises(ValueError):
+        v._load_rules(rows)
