@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from _adapter_helpers import b1
+from _adapter_helpers import b1, schedule_of
 from hypothesis import given
 from hypothesis import strategies as st
 from test_adjudicate import judge, tx
@@ -47,3 +47,23 @@ def test_a_date_of_birth_before_1900_gets_a_message_naming_the_field():
     d = judge(ncpdp.parse(ncpdp.build(req)))
     text = " ".join(f for seg in d.response.segments for c, f in seg.fields if c == "F4")
     assert d.status == "R" and "Date Of Birth" in text and "1899" not in text
+
+
+def test_a_date_of_service_in_the_future_is_rejected_at_the_counter():
+    """The state's validator holds back a future DSP05: the counter must not pay it."""
+    import datetime as dt
+
+    from cashcapture.adapter import adjudicate
+
+    req = b1()
+    req.header.date_of_service = "20991231"
+    data = ncpdp.parse(ncpdp.build(req))
+    kwargs = dict(
+        priors=[None], schedule_of=schedule_of, pharmacy_known=True, auth_numbers=["A"]
+    )
+    d = adjudicate.adjudicate(data, latest_service_date=dt.date(2025, 1, 16), **kwargs)
+    status = ncpdp.find(tx(d, 0), "21")
+    assert d.status == "R" and "15" in status.get_all("FB") and d.actions == []
+    assert "Date Of Service" in "".join(status.get_all("FQ"))
+    ok = adjudicate.adjudicate(data, latest_service_date=dt.date(2100, 1, 1), **kwargs)
+    assert ok.status == "P"

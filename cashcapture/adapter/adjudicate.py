@@ -349,6 +349,7 @@ class Inputs:
     pharmacy_known: bool
     auth_number: str
     capture: bool = True  # False: certification, judged alike but nothing captured
+    latest_service_date: dt.date | None = None  # the edge's today (+1 day): no future DOS
 
 
 def schedule(segments: list[Segment], schedule_of: Callable[[str], str | None]) -> str | None:
@@ -376,7 +377,12 @@ def _billing(inp: Inputs) -> Outcome:
     if controlled:
         if not inp.pharmacy_known:
             return rejected(["50"], ["Pharmacy not registered for PMP capture"])
-        extracted = capture.extract_fill(req.header.date_of_service, segs, required=True)
+        extracted = capture.extract_fill(
+            req.header.date_of_service,
+            segs,
+            required=True,
+            latest_service_date=inp.latest_service_date,
+        )
         if extracted.problems:
             return rejected_problems((), extracted.problems)
         prior = inp.prior
@@ -446,6 +452,7 @@ def adjudicate(
     auth_numbers: Sequence[str],
     problems: Sequence[CodecProblem] = (),
     capture_on: bool = True,
+    latest_service_date: dt.date | None = None,
 ) -> Decision:
     """Judge every transaction of a cash request on its own.
 
@@ -478,7 +485,10 @@ def adjudicate(
         else:
             prior = priors[i] if i < len(priors) else None
             auth = auth_numbers[i] if i < len(auth_numbers) else ""
-            inp = Inputs(request, i, prior, schedule_of, pharmacy_known, auth, capture_on)
+            inp = Inputs(
+                request, i, prior, schedule_of, pharmacy_known, auth, capture_on,
+                latest_service_date,
+            )
             outcomes.append(rule(inp))
     answers = [o.answer or Answer(o.status) for o in outcomes]
     response = responses.respond(request, answers)

@@ -444,12 +444,18 @@ def ingredients(segments: Sequence[Segment]) -> tuple[list[dict[str, object]], l
 
 
 def extract_fill(
-    header_date_of_service: str, segments: Sequence[Segment], *, required: bool = True
+    header_date_of_service: str,
+    segments: Sequence[Segment],
+    *,
+    required: bool = True,
+    latest_service_date: dt.date | None = None,
 ) -> Extracted:
     """Run FIELD_MAP over one transaction's segments (message-level ones included).
 
     With ``required`` (a cash claim of a controlled drug) missing or invalid
     required fields become problems; otherwise they are simply left empty.
+    ``latest_service_date`` (the caller's clock) refuses a date of service after
+    it, as the state's validator refuses a future DSP05.
     """
     segments = list(segments)
     by_seg: dict[str, dict[str, str]] = {}  # per segment id
@@ -465,6 +471,7 @@ def extract_fill(
     except Invalid:
         dos = None
     ctx = Context(dos, FirstValues(merged))
+    future = dos is not None and latest_service_date is not None and dos > latest_service_date
     compound = (by_seg.get("07", {}).get("D6") or "").strip() == COMPOUND_CODE
     values: dict[str, object] = {}
     problems: list[Problem] = []
@@ -481,6 +488,8 @@ def extract_fill(
             continue
         try:
             if row.segment == HEADER and row.rule == "date_of_service" and dos is not None:
+                if future:
+                    raise Invalid("in the future")
                 value: object = dos  # read once above
             elif not carriable(raw):
                 raise Invalid(CARRY_REASON)

@@ -19,6 +19,7 @@ replayed into the store at start and every `SPOOL_REPLAY_EVERY` seconds.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import itertools
 import logging
 import os
@@ -50,6 +51,13 @@ from cashcapture.core.store import (
 from cashcapture.core.store.types import utcnow
 from ncpdp import Request, responses
 from ncpdp.header import LENGTHS, RequestHeader, parse_header
+
+
+def latest_service_date() -> dt.date:
+    """The latest date of service the counter takes: today on this host, plus a day for
+    pharmacies in time zones ahead of it (the state refuses a DSP05 in its future)."""
+    return dt.date.today() + dt.timedelta(days=1)
+
 
 log = logging.getLogger("cashcapture.adapter.router")
 
@@ -449,6 +457,7 @@ class _CashCapture(_Capture):
             auth_numbers=self.auths,
             problems=self.problems,
             capture_on=self.capture_on,
+            latest_service_date=latest_service_date(),
         )
         response = ncpdp.build(decision.response)
         claim = self.claim(writes, self.route, response, decision.status, decision.reject_codes)
