@@ -47,6 +47,8 @@ def test_defaults():
         ({"routes": {"cash": ["999001"], "certification": ["999001"]}}, "both"),
         ({"payers": [{"route": "610014", "host": "h"}]}, "port is required"),
         ({"adapter": {"workers": "2"}}, "must be int"),
+        ({"adapter": {"max_message_size": 1_000_000_000}}, "56 .one header. to 65535"),
+        ({"adapter": {"max_message_size": 55}}, "56 .one header. to 65535"),
     ],
 )
 def test_bad_settings_are_named(data, message):
@@ -69,6 +71,12 @@ def test_serve_bad_config_is_one_line_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not valid TOML" in err[0]
     assert main(["serve", "--cash-bin", "12"]) == 2
+    capsys.readouterr()
+    huge = tmp_path / "huge.toml"
+    huge.write_text("[adapter]\nmax_message_size = 1000000000\n")
+    assert main(["serve", "--config", str(huge)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "max_message_size" in err[0]
 
 
 def test_send_to_nobody_is_exit_2(tmp_path, capsys):

@@ -21,6 +21,10 @@ from _adapter_helpers import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
+from cashcapture.adapter import framing
+
+DROPPED = ("cashcapture_frames_dropped_total", (("reason", "unreadable"),))
+
 
 def _scrape(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
@@ -53,11 +57,16 @@ def test_metrics_endpoint_counts_claims_without_patient_data(tmp_path, db_url):
             assert statuses(c.exchange(build(b1(rx=8801)))) == ["P"]
             assert statuses(c.exchange(build(b1(rx=8802)))) == ["P"]
             assert statuses(c.exchange(load("b1_insured.dat"))) == ["R"]  # no route here
+        with Client(port) as c:  # a well-framed message that is no claim: closed, unanswered
+            c.send_raw(framing.encode("stx", b"NOT A CLAIM AT ALL"))
+            assert c.receive() is None
         deadline = time.monotonic() + 5
         while True:  # the counters move right after the answer is written
             text = _scrape(metrics_port)
             got = _samples(text)
-            if got.get(("cashcapture_claim_latency_seconds_count", (("route", "cash"),))) == 2:
+            if got.get(("cashcapture_claim_latency_seconds_count", (("route", "cash"),))) == 2 and (
+                got.get(DROPPED)
+            ):
                 break
             assert time.monotonic() < deadline, text
             time.sleep(0.05)
@@ -66,6 +75,7 @@ def test_metrics_endpoint_counts_claims_without_patient_data(tmp_path, db_url):
     assert got[("cashcapture_claims_total", (("route", "cash"), ("status", "P")))] == 2
     assert got[("cashcapture_claims_total", (("route", "unrouted"), ("status", "R")))] == 1
     assert ("cashcapture_claims_total", (("route", "cash"), ("status", "R"))) not in got
+    assert got[DROPPED] == 1  # the garbage frame is counted apart, never as a claim
     cash = (("route", "cash"),)
     assert got[("cashcapture_claim_latency_seconds_count", cash)] == 2
     assert 0 < got[("cashcapture_claim_latency_seconds_sum", cash)] < 10

@@ -21,6 +21,7 @@ from cashcapture.core.configfile import SECTIONS as SECTIONS  # re-exported: the
 from cashcapture.core.ids import ascii_digits
 from cashcapture.core.pmp.records import PAYMENT_TYPES
 
+MAX_FRAME = 65535  # the largest message any framing carries (len2: a 2-byte length)
 DEFAULT_DB = DEFAULT_URL  # the store's one default
 DEFAULT_UPSTREAM_TIMEOUT = 8.0
 
@@ -185,8 +186,10 @@ def from_dict(data: dict) -> Config:
 
 
 def _check(cfg: Config) -> None:
-    if cfg.max_message_size < 56:
-        raise ConfigError("adapter.max_message_size must be at least 56 (one header)")
+    if not 56 <= cfg.max_message_size <= MAX_FRAME:
+        raise ConfigError(
+            f"adapter.max_message_size must be 56 (one header) to {MAX_FRAME} (a len2 frame)"
+        )
     if cfg.workers < 1:
         raise ConfigError("adapter.workers must be at least 1")
     if cfg.idle_timeout <= 0:

@@ -54,6 +54,12 @@ class Metrics:
             ["framing"],
             registry=r,
         )
+        self.frames_dropped = Counter(
+            "cashcapture_frames_dropped",
+            "Messages closed without an answer (unreadable, or a response sent to us): not claims",
+            ["reason"],
+            registry=r,
+        )
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
         """Expose /metrics over HTTP (a daemon thread)."""

@@ -78,6 +78,7 @@ class Reply:
     data: bytes | None
     route: str = UNROUTED
     status: str = "R"
+    dropped: str = ""  # data None: why the message gets no answer (a metrics label)
 
 
 class RouteTable:
@@ -199,6 +200,9 @@ class Router:
         """
         start = time.perf_counter()
         reply = await self._handle(data, payload_only)
+        if reply.data is None:  # no answer: a dropped frame, not a claim
+            self.metrics.frames_dropped.labels(reply.dropped or "unanswered").inc()
+            return reply
         counted = self._counted.get((reply.route, reply.status))
         if counted is None:  # label look-ups cost more than the counting
             counted = self._counted[(reply.route, reply.status)] = (
@@ -219,7 +223,7 @@ class Router:
             return self._unreadable(data, exc, start)
         if not isinstance(msg, Request):
             logs.event(log, "not_a_request", logging.WARNING, reason="response received")
-            return Reply(None)
+            return Reply(None, dropped="not_a_request")
         h = msg.header
         route, payer = self.routes.lookup(h.bin, h.pcn)
         try:
@@ -282,7 +286,7 @@ class Router:
                 )
                 return Reply(ncpdp.build(response), UNROUTED, "R")
         logs.event(log, "unreadable_frame", logging.WARNING, **fields)
-        return Reply(None)
+        return Reply(None, dropped="unreadable")
 
     # --- cash and certification ---------------------------------------------------
 
