@@ -4,13 +4,18 @@ SIGTERM finishes claims in flight, and the logs never carry patient data."""
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from _adapter_helpers import (
     PATIENT_PHI,
+    ROOT,
     Client,
     ServerProcess,
     b1,
@@ -181,3 +186,56 @@ def test_workers_share_the_port_and_one_database(tmp_path, migrated_db_url):
     assert len(pids) == 2
     counts = _fill_counts(migrated_db_url)
     assert len(counts) == 24 and all(n == 1 for n in counts.values())
+
+
+def _running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def test_workers_log_to_stdout_and_die_with_their_parent(tmp_path, migrated_db_url):
+    """SIGKILL of a `--workers` parent leaves no worker serving, and a restarted serve
+    is alone on its port; every worker's JSON lines go to stdout, as the parent's."""
+    register_pharmacy(migrated_db_url)
+    port = free_port()
+    cfg = write_config(tmp_path, migrated_db_url, port)
+    out, err = tmp_path / "out.log", tmp_path / "err.log"
+    with out.open("wb") as o, err.open("wb") as e:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cli", "serve", "--config", str(cfg), "--workers", "2"],
+            cwd=ROOT, stdout=o, stderr=e, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
+    pids: set[int] = set()
+    try:
+        deadline = time.monotonic() + 30
+        while len(pids) < 2:
+            assert time.monotonic() < deadline, out.read_text()[-2000:] + err.read_text()[-2000:]
+            lines = out.read_text().splitlines()
+            pids = {json.loads(x)["pid"] for x in lines if '"listening"' in x}
+            time.sleep(0.05)
+        assert proc.pid not in pids
+        assert '"event"' not in err.read_text()  # no JSON log line on stderr
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        deadline = time.monotonic() + 20
+        while any(_running(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_running(p) for p in pids), "a worker outlived its parent"
+        again = ServerProcess(cfg, tmp_path / "again.log")
+        try:
+            again.wait_listening()
+            with Client(port) as c:
+                assert statuses(c.exchange(build(b1(rx=90_001)))) == ["P"]
+        finally:
+            assert again.stop(signal.SIGTERM) == 0
+        lines = (tmp_path / "again.log").read_text().splitlines()
+        claims = [json.loads(x) for x in lines if '"claim"' in x]
+        assert {c["pid"] for c in claims if "pid" in c} <= {again.proc.pid}
+    finally:
+        for p in pids | {proc.pid}:
+            if _running(p):
+                os.kill(p, signal.SIGKILL)

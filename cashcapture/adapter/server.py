@@ -11,12 +11,14 @@ flight finish and are answered, and the group committer drains.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import functools
 import logging
 import multiprocessing
 import os
 import signal
 import socket
+import sys
 from collections.abc import Callable
 
 from cashcapture.adapter import framing, logs
@@ -227,8 +229,25 @@ def schedule_factory(cfg: Config) -> Callable[[str], str | None]:
     return schedule_of
 
 
-def _worker_main(cfg: Config, worker: int) -> None:
-    logs.setup(cfg.log_level)
+PR_SET_PDEATHSIG = 1  # prctl(2) option: a signal for this process when its parent dies
+
+
+def _die_with_parent(parent: int) -> None:
+    """A worker gets SIGTERM (a graceful stop) when its parent dies, even by SIGKILL,
+    which leaves the parent no chance to forward a signal. Linux only; elsewhere a
+    no-op."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _worker_main(cfg: Config, worker: int, parent: int) -> None:
+    _die_with_parent(parent)
+    logs.setup(cfg.log_level, sys.stdout)  # every worker logs where `serve` itself does
     asyncio.run(run(cfg, schedule_factory(cfg), reuse_port=True, worker=worker))
 
 
@@ -246,7 +265,7 @@ def serve(cfg: Config) -> None:
         raise ValueError("several workers need fixed listener ports (port 0 given)")
     ctx = multiprocessing.get_context("spawn")
     procs = [
-        ctx.Process(target=_worker_main, args=(cfg, k), name=f"worker-{k}")
+        ctx.Process(target=_worker_main, args=(cfg, k, os.getpid()), name=f"worker-{k}")
         for k in range(cfg.workers)
     ]
     for p in procs:
