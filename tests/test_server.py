@@ -323,3 +323,57 @@ def test_non_controlled_retransmission_is_duplicate_with_stored_response(adapter
         ]
         assert s.scalar(select(func.count()).select_from(Fill)) == 0
     engine.dispose()
+
+
+def test_a_frame_trickling_in_is_cut_off_and_a_whole_one_still_answered(migrated_db_url):
+    """Idle silence is not the only limit: a client sending a byte now and then holds a
+    slot forever unless the frame itself must complete in `frame_timeout` seconds."""
+    register_pharmacy(migrated_db_url)
+    running = Running(make_config(migrated_db_url, frame_timeout=0.6))
+    try:
+        port = running.ports["stx"]
+        frame = framing.encode("stx", build(b1(rx=9101)))
+        with Client(port) as c:
+            assert statuses(c.exchange(build(b1(rx=9100)))) == ["P"]  # a whole frame: fine
+            closed_at = None
+            start = time.monotonic()
+            for byte in frame[:40]:  # a byte every 0.1 s: never silent for long
+                try:
+                    c.send_raw(bytes([byte]))
+                except OSError:
+                    closed_at = time.monotonic() - start
+                    break
+                time.sleep(0.1)
+            if closed_at is None:
+                c.sock.settimeout(3)
+                assert c.receive() is None  # the server closed it, no answer
+                closed_at = time.monotonic() - start
+        assert closed_at < 3.5  # well before the 10 s idle timeout or the frame's end
+        with Client(port) as c:  # the server is fine for everyone else
+            assert statuses(c.exchange(build(b1(rx=9102)))) == ["P"]
+    finally:
+        running.stop()
+
+
+def test_connections_over_the_cap_are_closed_and_logged_once(migrated_db_url):
+    register_pharmacy(migrated_db_url)
+    running = Running(make_config(migrated_db_url, max_connections=2))
+    try:
+        port = running.ports["stx"]
+        held = [Client(port), Client(port)]
+        for i, c in enumerate(held):  # both served: they count as open
+            assert statuses(c.exchange(build(b1(rx=9200 + i)))) == ["P"]
+        for _ in range(20):
+            extra = Client(port)
+            extra.sock.settimeout(3)
+            assert extra.receive() is None  # closed at once, no answer
+            extra.close()
+        # the first refusal was logged; the next 19 wait for the next line (10 s later)
+        assert running.server.refused == 19
+        for c in held:
+            c.close()
+        time.sleep(0.2)
+        with Client(port) as c:  # room again
+            assert statuses(c.exchange(build(b1(rx=9300)))) == ["P"]
+    finally:
+        running.stop()

@@ -70,6 +70,8 @@ class PayerRoute:
 class Config:
     listeners: tuple[Listener, ...] = (Listener(),)
     idle_timeout: float = 120.0
+    frame_timeout: float = 10.0
+    max_connections: int = 1000
     max_message_size: int = 8192
     cash: tuple[BinPcn, ...] = ()
     certification: tuple[BinPcn, ...] = ()
@@ -88,6 +90,8 @@ class Config:
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _ADAPTER_KEYS = {
     "idle_timeout": float,
+    "frame_timeout": float,
+    "max_connections": int,
     "max_message_size": int,
     "db": str,
     "state": str,
@@ -194,6 +198,10 @@ def _check(cfg: Config) -> None:
         raise ConfigError("adapter.workers must be at least 1")
     if cfg.idle_timeout <= 0:
         raise ConfigError("adapter.idle_timeout must be positive")
+    if cfg.frame_timeout <= 0:
+        raise ConfigError("adapter.frame_timeout must be positive")
+    if cfg.max_connections < 1:
+        raise ConfigError("adapter.max_connections must be at least 1")
     if cfg.log_level.upper() not in LOG_LEVELS:
         raise ConfigError(
             f"adapter.log_level must be one of {', '.join(LOG_LEVELS)}, got {cfg.log_level!r}"

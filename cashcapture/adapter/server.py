@@ -19,6 +19,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable
 
 from cashcapture.adapter import framing, logs
@@ -29,6 +30,7 @@ from cashcapture.core import drugs
 from cashcapture.core.store import GroupCommitter, make_engine, upgrade
 
 log = logging.getLogger("cashcapture.adapter.server")
+REFUSED_LOG_EVERY = 10.0  # seconds between two "connection_limit" lines
 
 
 class Connection:
@@ -44,6 +46,7 @@ class Connection:
         self.idle = False
         self.deadline = 0.0
         self.watchdog: asyncio.TimerHandle | None = None
+        self.frame_started: float | None = None  # first byte of the frame in hand
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -60,7 +63,15 @@ class Connection:
                 chunk = await self.reader.read(65536)
                 if not chunk:
                     return
-                self.deadline = loop.time() + idle
+                now = loop.time()
+                self.deadline = now + idle
+                if self.frame_started is None:
+                    self.frame_started = now
+                elif now - self.frame_started > self.server.cfg.frame_timeout:
+                    # a frame trickling in (a byte a second) holds a slot: it must complete
+                    logs.event(log, "frame_timeout", logging.WARNING, framing=self.listener.framing)
+                    self.server.metrics.frames_dropped.labels("frame_timeout").inc()
+                    return
                 self.decoder.feed(chunk)
         except (ConnectionError, asyncio.IncompleteReadError):
             return
@@ -86,6 +97,8 @@ class Connection:
         while True:
             frame = self.decoder.next_frame()
             if frame is None:
+                if not self.decoder.pending:
+                    self.frame_started = None  # nothing half-received: the clock stops
                 return True
             self.busy = True
             try:
@@ -134,6 +147,8 @@ class AdapterServer:
         self.worker = worker
         self.servers: list[asyncio.Server] = []
         self.connections: set[Connection] = set()
+        self.refused = 0  # connections over max_connections since the last log line
+        self.refused_logged = float("-inf")
         self.draining = False
         self.stopped = asyncio.Event()
 
@@ -166,11 +181,26 @@ class AdapterServer:
         if self.draining:
             writer.close()
             return
+        if len(self.connections) >= self.cfg.max_connections:
+            writer.close()
+            self._refuse_later()
+            return
         self.connections.add(conn)
         try:
             await conn.run()
         finally:
             self.connections.discard(conn)
+
+    def _refuse_later(self) -> None:
+        """Count a refused connection; log them once per REFUSED_LOG_EVERY seconds."""
+        self.refused += 1
+        now = time.monotonic()
+        if now - self.refused_logged >= REFUSED_LOG_EVERY:
+            logs.event(
+                log, "connection_limit", logging.WARNING,
+                max_connections=self.cfg.max_connections, refused=self.refused,
+            )  # fmt: skip
+            self.refused, self.refused_logged = 0, now
 
     async def shutdown(self) -> None:
         """Stop listening, drop idle connections, let claims in flight finish."""
