@@ -249,9 +249,9 @@ def test_worker_processes_make_the_same_files(sessions, tmp_path):  # noqa: F811
 
 
 def test_big_queues_stream_through_a_server_side_cursor(sessions, tmp_path, monkeypatch):  # noqa: F811
-    import extract.daily as daily
+    from extract import selection
 
-    monkeypatch.setattr(daily, "YIELD_PER", 3)  # a "big" queue: more than 3 fills
+    monkeypatch.setattr(selection, "YIELD_PER", 3)  # a "big" queue: more than 3 fills
     with sessions.begin() as s:
         ph = pharmacies(s)
         for i in range(7):
@@ -282,11 +282,12 @@ def test_rows_encode_as_the_values_they_would_build(version):
     from cashcapture.core.pmp.asap import table
     from cashcapture.core.pmp.asap.codec import encode, row_encoder
     from cashcapture.core.pmp.records import Dispensation, Patient
-    from extract import daily
+    from extract import assembly
+    from extract.selection import DSP_NAMES, PAT_NAMES
 
     t = table(version)
-    dsp = row_encoder(t, "DSP", (*daily._DSP_NAMES, "status", "fill_number"), Dispensation())
-    pat = row_encoder(t, "PAT", daily._PAT_NAMES, Patient())
+    dsp = row_encoder(t, "DSP", (*DSP_NAMES, "status", "fill_number"), Dispensation())
+    pat = row_encoder(t, "PAT", PAT_NAMES, Patient())
     day = dt.date(2025, 1, 14)
     blocks = [
         ("RX1", day, "2", day, "01", "00406052362", Decimal("30.50"), "15", "", "", "", "", "01"),
@@ -295,16 +296,17 @@ def test_rows_encode_as_the_values_they_would_build(version):
     ]
     for block in blocks:
         for status, number in (("00", 0), ("02", 12)):
-            pre = daily.prescriber_value(("",) * 4)
-            want = daily.dispensation_value(block, status, number, pre)
-            assert dsp((*block, status, daily.fill_number_code(number))) == encode(t, "DSP", want)
+            pre = assembly.prescriber_value(("",) * 4)
+            want = assembly.dispensation_value(block, status, number, pre)
+            code = assembly.fill_number_code(number)
+            assert dsp((*block, status, code)) == encode(t, "DSP", want)
     people = [
         ("KY", "06", "K1", "DOE", "JANE", "", "1 ELM", "", "LEX", "KY", "40507", "", day, "F")
         + ("01", ""),
         ("",) * 12 + (None,) + ("",) * 3,
     ]
     for values in people:
-        assert pat(values) == encode(t, "PAT", daily.patient_value(values))
+        assert pat(values) == encode(t, "PAT", assembly.patient_value(values))
 
 
 def test_a_deactivated_pharmacy_sends_its_queue_but_no_zero_reports(sessions, tmp_path):  # noqa: F811

@@ -231,7 +231,7 @@ def _block(mapping, values: dict) -> tuple:
 def asap_record(extracted: capture.Extracted, payment_type: str, provider: tuple[str, str]):
     """The ASAP value Record the extract would write for this fill (status 00)."""
     from cashcapture.core.pmp import records as asap
-    from extract import daily
+    from extract import assembly, selection
 
     values = dict(extracted.values, payment_type=payment_type)
     ingredients = tuple(
@@ -248,14 +248,15 @@ def asap_record(extracted: capture.Extracted, payment_type: str, provider: tuple
         npi=provider_id if qualifier == "01" else "",
         ncpdp_id=provider_id if qualifier == "07" else "",
     )
-    fill = daily.dispensation_value(
-        _block(daily.DISPENSATION_MAP, values),
+    fill = assembly.dispensation_value(
+        _block(selection.DISPENSATION_MAP, values),
         asap.NEW,
         int(str(values.get("fill_number") or 0)),
-        daily.prescriber_value(_block(daily.PRESCRIBER_MAP, values)),
+        assembly.prescriber_value(_block(selection.PRESCRIBER_MAP, values)),
         ingredients,
     )
-    return asap.Record(pharmacy, daily.patient_value(_block(daily.PATIENT_MAP, values)), fill)
+    patient = assembly.patient_value(_block(selection.PATIENT_MAP, values))
+    return asap.Record(pharmacy, patient, fill)
 
 
 def record_lines(record, version: str = "4.1") -> list[str]:

@@ -1,0 +1,325 @@
+"""Which day, which pharmacies, which fills: the extract's reads from the store.
+
+The day is yesterday in the configured time zone; a fill belongs to it when its
+last change happened before the day's end and it still needs a report. Fills
+carried by a file written but not yet delivered are never selected again, so a
+re-run never puts a fill in two files. Everything here reads, except the one
+clean-up of rejects that became moot (`resolve_stale_rejects`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import String, cast, exists, func, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from cashcapture.core.pmp import records as asap
+from cashcapture.core.store.models import (
+    STATE_REJECT,
+    Fill,
+    FillIngredient,
+    Pharmacy,
+    RecordReject,
+    Submission,
+    SubmissionRecord,
+    submission_pharmacies,
+)
+from cashcapture.core.store.repo import IN_FLIGHT
+from cashcapture.core.store.sql import table_of
+from cashcapture.core.store.types import utcnow
+from extract.settings import Settings
+from extract.submit import writing
+
+YIELD_PER = 2000  # a pharmacy queueing more fills than this is streamed
+
+
+# --- the day -------------------------------------------------------------------
+
+
+def default_day(settings: Settings, now: dt.datetime | None = None) -> dt.date:
+    """Yesterday in the configured time zone."""
+    now = now or utcnow()
+    return now.astimezone(settings.extract.zone()).date() - dt.timedelta(days=1)
+
+
+def day_end(settings: Settings, day: dt.date) -> dt.datetime:
+    """The first instant after `day` in the configured zone, as aware UTC."""
+    local = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), settings.extract.zone())
+    return local.astimezone(dt.UTC)
+
+
+# --- fill columns -> ASAP values ----------------------------------------------------
+
+_FILL = table_of(Fill)
+_C = _FILL.c
+
+
+def _txt(column: Any) -> Any:
+    """The column as the text an ASAP element holds ('' for NULL), computed in SQL."""
+    if isinstance(column.type, String):
+        return func.coalesce(column, "")
+    return func.coalesce(cast(column, String), "")
+
+
+# ASAP value attribute <- Fill column. One table drives the query and the values;
+# dates and quantities stay typed, everything else arrives as text.
+PATIENT_MAP = (
+    ("id_jurisdiction", _txt(_C.patient_id_jurisdiction)),
+    ("id_qualifier", _txt(_C.patient_id_qualifier)),
+    ("patient_id", _txt(_C.patient_id)),
+    ("last_name", _txt(_C.patient_last_name)),
+    ("first_name", _txt(_C.patient_first_name)),
+    ("middle_name", _txt(_C.patient_middle_name)),
+    ("address1", _txt(_C.patient_address1)),
+    ("address2", _txt(_C.patient_address2)),
+    ("city", _txt(_C.patient_city)),
+    ("state", _txt(_C.patient_state)),
+    ("zip", _txt(_C.patient_zip)),
+    ("phone", _txt(_C.patient_phone)),
+    ("birth_date", _C.patient_dob),
+    ("gender", _txt(_C.patient_gender)),
+    ("species", _txt(_C.species)),
+    ("country", _txt(_C.patient_country)),
+)
+DISPENSATION_MAP = (
+    ("rx_number", _C.rx_number),
+    ("date_written", _C.date_written),
+    ("refills_authorized", _txt(_C.refills_authorized)),
+    ("date_filled", _C.date_of_service),
+    ("product_qualifier", _txt(_C.product_id_qualifier)),
+    ("product_id", _C.ndc),
+    ("quantity", _C.quantity),
+    ("days_supply", _txt(_C.days_supply)),
+    ("dosage_units", _txt(_C.dosage_units)),
+    ("origin", _txt(_C.rx_origin)),
+    ("partial_fill", _txt(_C.partial_fill)),
+    ("pharmacist_npi", _txt(_C.pharmacist_npi)),
+    ("payment_type", _txt(_C.payment_type)),
+)
+PRESCRIBER_MAP = (
+    ("dea", _txt(_C.prescriber_dea)),
+    ("npi", _txt(_C.prescriber_npi)),
+    ("last_name", _txt(_C.prescriber_last_name)),
+    ("first_name", _txt(_C.prescriber_first_name)),
+)
+# A selected row: bookkeeping columns first, then the three value blocks, in this order.
+HEAD = (_C.id, _C.version, _C.state, _C.reported_status, _C.compound, _C.fill_number)
+PAT = slice(len(HEAD), len(HEAD) + len(PATIENT_MAP))
+DSP = slice(PAT.stop, PAT.stop + len(DISPENSATION_MAP))
+PRE = slice(DSP.stop, DSP.stop + len(PRESCRIBER_MAP))
+PAT_NAMES = tuple(n for n, _ in PATIENT_MAP)
+DSP_NAMES = tuple(n for n, _ in DISPENSATION_MAP)
+PRE_NAMES = tuple(n for n, _ in PRESCRIBER_MAP)
+DATE_FILLED = DSP.start + DSP_NAMES.index("date_filled")
+_SELECT = [
+    *HEAD,
+    *(col.label(f"pat_{n}") for n, col in PATIENT_MAP),
+    *(col.label(f"dsp_{n}") for n, col in DISPENSATION_MAP),
+    *(col.label(f"pre_{n}") for n, col in PRESCRIBER_MAP),
+]
+
+
+def text(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+OpenRejects = dict[int, set[tuple[Any, ...]]]  # fill -> {(segment, element, reason)}
+
+
+class Selection:
+    """The store's answers for one run over one day, each read once and kept.
+
+    Queue counts, in-flight fills and open rejects are read on first use for
+    all pharmacies at once: per-pharmacy queries would repeat that work
+    thousands of times on a national day.
+    """
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        day: dt.date,
+        now: dt.datetime,
+        before_id: int | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.day = day
+        self.now = now
+        self.cutoff = day_end(settings, day)
+        self.before_id = before_id  # submissions up to this id predate the run
+        self._queue: dict[int, int] | None = None  # pharmacy -> fills queued
+        self._flying: set[int] | None = None  # fills in files not yet delivered
+        self._rejects: dict[int, OpenRejects] | None = None  # pharmacy -> fill -> open
+
+    def pharmacies(self, session: Session) -> list[Pharmacy]:
+        """Active pharmacies and deactivated ones that still have fills queued, by id."""
+        queued = exists().where(Fill.pharmacy_id == Pharmacy.id, Fill.needs_report.is_(True))
+        stmt = select(Pharmacy).where(or_(Pharmacy.active.is_(True), queued)).order_by(Pharmacy.id)
+        return list(session.scalars(stmt))
+
+    def resolve_stale_rejects(self) -> None:
+        """Rejects of fills that no longer need a report (e.g. reversed) are moot.
+
+        A fill the state rejected is off the queue while it waits for its
+        correction: its reject is moot only once the fill changed after it.
+        """
+        moot = select(Fill.id).where(
+            Fill.id == RecordReject.fill_id,
+            Fill.needs_report.is_(False),
+            or_(
+                RecordReject.code.is_distinct_from(STATE_REJECT),
+                Fill.updated_at > RecordReject.created_at,
+            ),
+        )
+        with writing(self.sessions) as s:
+            s.execute(
+                update(RecordReject)
+                .where(RecordReject.resolved_at.is_(None), exists(moot))
+                .values(resolved_at=self.now)
+                .execution_options(synchronize_session=False)
+            )
+
+    def last_before(self) -> int:
+        """The last submission id before this run wrote anything."""
+        if self.before_id is None:
+            with self.sessions() as s:
+                self.before_id = s.scalar(select(func.max(Submission.id))) or 0
+        return self.before_id
+
+    def queued(self, session: Session, pharmacy_id: int) -> int:
+        """How many fills the pharmacy has queued (one GROUP BY for all, on first use)."""
+        if self._queue is None:
+            stmt = (
+                select(_C.pharmacy_id, func.count())
+                .where(_C.needs_report.is_(True))
+                .group_by(_C.pharmacy_id)
+            )
+            self._queue = {pid: n for pid, n in session.execute(stmt)}
+        return self._queue.get(pharmacy_id, 0)
+
+    def rows(self, session: Session, pharmacy_id: int) -> Iterator[Any]:
+        """The pharmacy's queued fills in file order: buffered when few, streamed when many.
+
+        A server-side cursor costs a round trip or three per query; most stores
+        queue a few hundred fills a day, so only big queues are streamed.
+        """
+        queued = self.queued(session, pharmacy_id)
+        if not queued:
+            return
+        in_flight = self.in_flight(session)
+        stmt = (
+            select(*_SELECT)
+            .where(
+                _C.pharmacy_id == pharmacy_id,
+                _C.needs_report.is_(True),
+                _C.updated_at < self.cutoff,
+            )
+            .order_by(
+                _C.patient_last_name,
+                _C.patient_first_name,
+                _C.patient_dob,
+                _C.patient_id,
+                _C.id,
+            )
+        )
+        if queued > YIELD_PER:
+            stmt = stmt.execution_options(yield_per=YIELD_PER)
+        for row in session.execute(stmt):
+            if row[0] not in in_flight:
+                yield row
+
+    def in_flight(self, session: Session) -> set[int]:
+        """Fills carried by files written but not yet delivered (usually none).
+
+        Read once per run: as a per-query anti-join, PostgreSQL would hash every
+        in-flight record again for each pharmacy, and this run's own files only
+        hold pharmacies it has already done.
+        """
+        if self._flying is None:
+            stmt = (
+                select(SubmissionRecord.fill_id)
+                .join(Submission, Submission.id == SubmissionRecord.submission_id)
+                .where(Submission.state.in_(IN_FLIGHT), Submission.id <= self.last_before())
+            )
+            self._flying = set(session.scalars(stmt))
+        return self._flying
+
+    def ingredients(self, session: Session, fill_id: int) -> tuple[asap.Ingredient, ...]:
+        """A compound's ingredients in their order, as ASAP values."""
+        rows = session.scalars(
+            select(FillIngredient)
+            .where(FillIngredient.fill_id == fill_id)
+            .order_by(FillIngredient.sequence)
+        )
+        return tuple(
+            asap.Ingredient(
+                sequence=str(i.sequence),
+                product_id=i.ndc,
+                quantity=i.quantity,
+                product_qualifier=text(i.product_id_qualifier),
+                dosage_units=text(i.dosage_units),
+            )
+            for i in rows
+        )
+
+    def open_rejects(self, pharmacy_ids: list[int]) -> OpenRejects:
+        """Unresolved rejects of these pharmacies' fills: fill -> {(segment, element, reason)}."""
+        if self._rejects is None:
+            self._rejects = {}
+            stmt = (
+                select(
+                    Fill.pharmacy_id,
+                    RecordReject.fill_id,
+                    RecordReject.segment,
+                    RecordReject.element,
+                    RecordReject.message,
+                )
+                .join(Fill, Fill.id == RecordReject.fill_id)
+                .where(RecordReject.resolved_at.is_(None))
+            )
+            with self.sessions() as s:
+                for pid, fill_id, segment, element, message in s.execute(stmt):
+                    if fill_id is None:  # joined to Fill: never, but the column allows it
+                        continue
+                    per = self._rejects.setdefault(pid, {})
+                    per.setdefault(fill_id, set()).add((segment, element, message))
+        found: OpenRejects = {}
+        for pid in pharmacy_ids:
+            found.update(self._rejects.get(pid, {}))
+        return found
+
+    def busy(self, start: dt.date, end: dt.date) -> set[int]:
+        """Pharmacies that owe no zero report for start..end: a file sent or a fill dispensed."""
+        with self.sessions() as s:
+            reported = set(
+                s.scalars(
+                    select(submission_pharmacies.c.pharmacy_id)
+                    .join(Submission, Submission.id == submission_pharmacies.c.submission_id)
+                    .where(
+                        Submission.state != "failed",
+                        Submission.state_verdict.is_distinct_from("failed"),
+                        Submission.extract_date.between(start, end),
+                    )
+                    .distinct()
+                )
+            )
+            dispensed = set(
+                s.scalars(
+                    select(Fill.pharmacy_id)
+                    .where(Fill.date_of_service.between(start, end))
+                    .distinct()
+                )
+            )
+        return reported | dispensed
+
+    def taken_names(self) -> set[str]:
+        """File names already used by recent submissions (a name is unique for good)."""
+        since = self.now - dt.timedelta(days=2)
+        with self.sessions() as s:
+            return set(
+                s.scalars(select(Submission.file_name).where(Submission.created_at >= since))
+            )
