@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import stat
 import threading
 
@@ -107,3 +108,13 @@ def test_appends_go_on_while_a_replay_waits_on_the_store(tmp_path):
 )
 def test_spool_path(setting, db, expected):
     assert str(spool_path(setting, db)) == expected
+
+
+def test_a_new_spool_folder_is_private_whatever_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        spool = Spool(tmp_path / "new" / "x.spool")
+        spool.append(rec(1))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(spool.path.parent.stat().st_mode) == 0o700  # holds patient data

@@ -212,7 +212,7 @@ class Spool:
     def _open_locked(self, flags: int) -> int:
         """The spool file open and exclusively locked (the one now at the path, not a
         file a replay has just replaced)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         while True:
             fd = os.open(self.path, flags | os.O_CREAT, 0o600)
             try:

@@ -2,7 +2,8 @@
 
 Pure: a date of service in, D.0 request bytes out. Everything is invented (the
 pharmacies are fixtures/pharmacies.csv; patients, prescribers, Rx numbers are
-made up; SSNs sit in never-issued ranges). `SCENARIOS` is the table the demo
+made up; the SSNs only have the shape the SSA issues, so that KASPER's
+SSN rule accepts them, and are not known to belong to anybody). `SCENARIOS` is the table the demo
 sends in order and checks the answers against; `fixtures/demo/make.py` writes
 the same claims to files for `cashcapture send` and `cashcapture certify`.
 """
