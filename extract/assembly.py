@@ -13,16 +13,17 @@ from __future__ import annotations
 import datetime as dt
 import io
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from cashcapture.core.pmp import fillrecord
 from cashcapture.core.pmp import records as asap
-from cashcapture.core.pmp.asap import table
-from cashcapture.core.pmp.asap.codec import encode, row_encoder
+from cashcapture.core.pmp.asap.codec import encode
 from cashcapture.core.pmp.filenames import file_name
+from cashcapture.core.pmp.fillrecord import fill_number_code, prescriber_value, text
 from cashcapture.core.pmp.validate import Problem
 from cashcapture.core.store.models import NEW_RECORD, REVISED_RECORD, VOID_RECORD, Pharmacy
 from extract import writer as asap_writer
@@ -30,14 +31,10 @@ from extract.checking import Checker, check, uncarriable
 from extract.selection import (
     DATE_FILLED,
     DSP,
-    DSP_NAMES,
     PAT,
-    PAT_NAMES,
     PRE,
-    PRE_NAMES,
     OpenRejects,
     Selection,
-    text,
 )
 from extract.settings import WEEKDAYS, Settings, SettingsError
 
@@ -59,37 +56,6 @@ def pharmacy_value(ph: Pharmacy) -> asap.Pharmacy:
         state=text(ph.state),
         zip=text(ph.zip),
         phone=text(ph.phone),
-    )
-
-
-def patient_value(values: Sequence[Any]) -> asap.Patient:
-    """From the patient block of a row (PATIENT_MAP order)."""
-    return asap.Patient(**dict(zip(PAT_NAMES, values, strict=True)))
-
-
-def prescriber_value(values: Sequence[Any]) -> asap.Prescriber:
-    return asap.Prescriber(**dict(zip(PRE_NAMES, values, strict=True)))
-
-
-def fill_number_code(n: int) -> str:
-    """DSP06: 0 for the first fill, 01-99 for refills."""
-    return "0" if n == 0 else f"{n:02d}"
-
-
-def dispensation_value(
-    values: Sequence[Any],
-    status: str,
-    fill_number: int,
-    prescriber: asap.Prescriber,
-    ingredients: tuple[asap.Ingredient, ...] = (),
-) -> asap.Dispensation:
-    """From the dispensation block of a row (DISPENSATION_MAP order)."""
-    return asap.Dispensation(
-        status=status,
-        fill_number=fill_number_code(fill_number),
-        prescriber=prescriber,
-        ingredients=ingredients,
-        **dict(zip(DSP_NAMES, values, strict=True)),
     )
 
 
@@ -236,15 +202,14 @@ class Assembler:
         self.checker = checker
         self.names = names
         try:
-            elements = table(settings.extract.asap_version)
+            elements = fillrecord.elements(settings.extract.asap_version)
         except KeyError as exc:
             raise SettingsError(f"[extract] asap_version: {exc.args[0]}") from None
-        self._table = elements
-        # Rows -> PAT / DSP elements without value objects (same strings as the values give).
-        self._pat_elements = row_encoder(elements, "PAT", PAT_NAMES, asap.Patient())
-        self._dsp_elements = row_encoder(
-            elements, "DSP", (*DSP_NAMES, "status", "fill_number"), asap.Dispensation()
-        )
+        self._table = elements.table
+        # Rows -> PAT / DSP elements without value objects (same strings as the values give),
+        # by the encoders the counter judges its claims with.
+        self._pat_elements = elements.pat
+        self._dsp_elements = elements.dsp
         self.active: set[int] = set()  # pharmacies with any fill activity this run
 
     def header(self, name: str, when: dt.datetime) -> asap.Header:

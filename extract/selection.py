@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import String, cast, exists, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from cashcapture.core.pmp import fillrecord
 from cashcapture.core.pmp import records as asap
 from cashcapture.core.store.models import (
     STATE_REJECT,
@@ -64,55 +65,23 @@ def _txt(column: Any) -> Any:
     return func.coalesce(cast(column, String), "")
 
 
-# ASAP value attribute <- Fill column. One table drives the query and the values;
-# dates and quantities stay typed, everything else arrives as text.
-PATIENT_MAP = (
-    ("id_jurisdiction", _txt(_C.patient_id_jurisdiction)),
-    ("id_qualifier", _txt(_C.patient_id_qualifier)),
-    ("patient_id", _txt(_C.patient_id)),
-    ("last_name", _txt(_C.patient_last_name)),
-    ("first_name", _txt(_C.patient_first_name)),
-    ("middle_name", _txt(_C.patient_middle_name)),
-    ("address1", _txt(_C.patient_address1)),
-    ("address2", _txt(_C.patient_address2)),
-    ("city", _txt(_C.patient_city)),
-    ("state", _txt(_C.patient_state)),
-    ("zip", _txt(_C.patient_zip)),
-    ("phone", _txt(_C.patient_phone)),
-    ("birth_date", _C.patient_dob),
-    ("gender", _txt(_C.patient_gender)),
-    ("species", _txt(_C.species)),
-    ("country", _txt(_C.patient_country)),
-)
-DISPENSATION_MAP = (
-    ("rx_number", _C.rx_number),
-    ("date_written", _C.date_written),
-    ("refills_authorized", _txt(_C.refills_authorized)),
-    ("date_filled", _C.date_of_service),
-    ("product_qualifier", _txt(_C.product_id_qualifier)),
-    ("product_id", _C.ndc),
-    ("quantity", _C.quantity),
-    ("days_supply", _txt(_C.days_supply)),
-    ("dosage_units", _txt(_C.dosage_units)),
-    ("origin", _txt(_C.rx_origin)),
-    ("partial_fill", _txt(_C.partial_fill)),
-    ("pharmacist_npi", _txt(_C.pharmacist_npi)),
-    ("payment_type", _txt(_C.payment_type)),
-)
-PRESCRIBER_MAP = (
-    ("dea", _txt(_C.prescriber_dea)),
-    ("npi", _txt(_C.prescriber_npi)),
-    ("last_name", _txt(_C.prescriber_last_name)),
-    ("first_name", _txt(_C.prescriber_first_name)),
-)
+def _column(name: str) -> Any:
+    """A Fill column as the extract selects it: typed, or as text (see core fillrecord)."""
+    column = _C[name]
+    return column if name in fillrecord.TYPED else _txt(column)
+
+
+# ASAP value attribute <- Fill column: the tables of core.pmp.fillrecord, which the
+# counter shares, as SQL. Dates and quantities stay typed, everything else is text.
+PATIENT_MAP = tuple((n, _column(c)) for n, c in fillrecord.PATIENT)
+DISPENSATION_MAP = tuple((n, _column(c)) for n, c in fillrecord.DISPENSATION)
+PRESCRIBER_MAP = tuple((n, _column(c)) for n, c in fillrecord.PRESCRIBER)
 # A selected row: bookkeeping columns first, then the three value blocks, in this order.
 HEAD = (_C.id, _C.version, _C.state, _C.reported_status, _C.compound, _C.fill_number)
 PAT = slice(len(HEAD), len(HEAD) + len(PATIENT_MAP))
 DSP = slice(PAT.stop, PAT.stop + len(DISPENSATION_MAP))
 PRE = slice(DSP.stop, DSP.stop + len(PRESCRIBER_MAP))
-PAT_NAMES = tuple(n for n, _ in PATIENT_MAP)
-DSP_NAMES = tuple(n for n, _ in DISPENSATION_MAP)
-PRE_NAMES = tuple(n for n, _ in PRESCRIBER_MAP)
+PAT_NAMES, DSP_NAMES, PRE_NAMES = fillrecord.PAT_NAMES, fillrecord.DSP_NAMES, fillrecord.PRE_NAMES
 DATE_FILLED = DSP.start + DSP_NAMES.index("date_filled")
 _SELECT = [
     *HEAD,
@@ -120,10 +89,6 @@ _SELECT = [
     *(col.label(f"dsp_{n}") for n, col in DISPENSATION_MAP),
     *(col.label(f"pre_{n}") for n, col in PRESCRIBER_MAP),
 ]
-
-
-def text(value: object) -> str:
-    return "" if value is None else str(value)
 
 
 OpenRejects = dict[int, set[tuple[Any, ...]]]  # fill -> {(segment, element, reason)}
@@ -255,16 +220,8 @@ class Selection:
             .where(FillIngredient.fill_id == fill_id)
             .order_by(FillIngredient.sequence)
         )
-        return tuple(
-            asap.Ingredient(
-                sequence=str(i.sequence),
-                product_id=i.ndc,
-                quantity=i.quantity,
-                product_qualifier=text(i.product_id_qualifier),
-                dosage_units=text(i.dosage_units),
-            )
-            for i in rows
-        )
+        columns = [c for _, c in fillrecord.INGREDIENT]
+        return tuple(fillrecord.ingredient_value({c: getattr(i, c) for c in columns}) for i in rows)
 
     def open_rejects(self, pharmacy_ids: list[int]) -> OpenRejects:
         """Unresolved rejects of these pharmacies' fills: fill -> {(segment, element, reason)}."""

@@ -279,10 +279,10 @@ def test_rows_encode_as_the_values_they_would_build(version):
     """The extract encodes rows straight to elements: the same strings as the values give."""
     from decimal import Decimal
 
+    from cashcapture.core.pmp import fillrecord
     from cashcapture.core.pmp.asap import table
     from cashcapture.core.pmp.asap.codec import encode, row_encoder
     from cashcapture.core.pmp.records import Dispensation, Patient
-    from extract import assembly
     from extract.selection import DSP_NAMES, PAT_NAMES
 
     t = table(version)
@@ -296,9 +296,9 @@ def test_rows_encode_as_the_values_they_would_build(version):
     ]
     for block in blocks:
         for status, number in (("00", 0), ("02", 12)):
-            pre = assembly.prescriber_value(("",) * 4)
-            want = assembly.dispensation_value(block, status, number, pre)
-            code = assembly.fill_number_code(number)
+            pre = fillrecord.prescriber_value(("",) * 4)
+            want = fillrecord.dispensation_value(block, status, number, pre)
+            code = fillrecord.fill_number_code(number)
             assert dsp((*block, status, code)) == encode(t, "DSP", want)
     people = [
         ("KY", "06", "K1", "DOE", "JANE", "", "1 ELM", "", "LEX", "KY", "40507", "", day, "F")
@@ -306,7 +306,7 @@ def test_rows_encode_as_the_values_they_would_build(version):
         ("",) * 12 + (None,) + ("",) * 3,
     ]
     for values in people:
-        assert pat(values) == encode(t, "PAT", assembly.patient_value(values))
+        assert pat(values) == encode(t, "PAT", fillrecord.patient_value(values))
 
 
 def test_a_deactivated_pharmacy_sends_its_queue_but_no_zero_reports(sessions, tmp_path):  # noqa: F811

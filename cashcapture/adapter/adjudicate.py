@@ -29,9 +29,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 import ncpdp
-from cashcapture.adapter import capture
+from cashcapture.adapter import capture, recordcheck
+from cashcapture.core.pmp.records import PAY_PRIVATE
+from cashcapture.core.pmp.rules import StateRules
 from ncpdp import Request, Response, Segment, responses
-from ncpdp.dictionary import field_name, reject_description
+from ncpdp.dictionary import reject_description
 from ncpdp.responses import MAX_MESSAGE_LINES, Answer, Pricing
 from ncpdp.validate import Problem as CodecProblem
 
@@ -291,34 +293,55 @@ def pmp_messages(problems: Sequence[capture.Problem], room: int = MAX_MESSAGE_LI
         return []
     forms = (
         [p.message for p in problems],
-        _grouped(problems, field_name, reasons=True),
-        _grouped(problems, field_name, reasons=False),
-        _grouped(problems, capture.field_id, reasons=False),
+        _grouped(problems, _name, reasons=True),
+        _grouped(problems, _name, reasons=False),
+        _grouped(problems, _field_id, reasons=False),
     )
     return next((f for f in forms if line_count(f) <= room), forms[-1])
 
 
+def _name(p: capture.Problem) -> str:
+    return p.name
+
+
+def _field_id(p: capture.Problem) -> str:
+    return capture.field_id(p.field)
+
+
 def _grouped(
-    problems: Sequence[capture.Problem], label: Callable[[str], str], *, reasons: bool
+    problems: Sequence[capture.Problem],
+    label: Callable[[capture.Problem], str],
+    *,
+    reasons: bool,
 ) -> list[str]:
-    missing = [label(p.field) for p in problems if p.reason == capture.MISSING]
+    missing = [label(p) for p in problems if p.reason == capture.MISSING]
     invalid = [p for p in problems if p.reason != capture.MISSING]
     out = [f"PMP missing: {', '.join(dict.fromkeys(missing))}"] if missing else []
     if reasons:
         out += [p.message for p in invalid]
     elif invalid:
-        out.append(f"PMP invalid: {', '.join(dict.fromkeys(label(p.field) for p in invalid))}")
+        out.append(f"PMP invalid: {', '.join(dict.fromkeys(label(p) for p in invalid))}")
     return out
 
 
 def _pmp_problems(
-    request: Request, i: int, schedule_of: Callable[[str], str | None]
+    request: Request,
+    i: int,
+    schedule_of: Callable[[str], str | None],
+    rules: StateRules | None,
+    latest_service_date: dt.date | None,
 ) -> list[capture.Problem]:
     """What the PMP record of transaction ``i`` lacks, when it dispenses a controlled drug."""
     segs = tx_segments(request, i)
     if schedule(segs, schedule_of) is None:
         return []
-    return capture.extract_fill(request.header.date_of_service, segs, required=True).problems
+    extracted = capture.extract_fill(
+        request.header.date_of_service,
+        segs,
+        required=True,
+        latest_service_date=latest_service_date,
+    )
+    return recordcheck.claim_problems(extracted, rules, schedule_of, latest_service_date)
 
 
 # Cash pays on the gross amount due, or the U&C charge when gross is absent: a
@@ -350,6 +373,7 @@ class Inputs:
     auth_number: str
     capture: bool = True  # False: certification, judged alike but nothing captured
     latest_service_date: dt.date | None = None  # the edge's today (+1 day): no future DOS
+    rules: StateRules | None = None  # the state's record rules (None: the capture's own only)
 
 
 def schedule(segments: list[Segment], schedule_of: Callable[[str], str | None]) -> str | None:
@@ -383,8 +407,11 @@ def _billing(inp: Inputs) -> Outcome:
             required=True,
             latest_service_date=inp.latest_service_date,
         )
-        if extracted.problems:
-            return rejected_problems((), extracted.problems)
+        problems = recordcheck.claim_problems(
+            extracted, inp.rules, inp.schedule_of, inp.latest_service_date
+        )
+        if problems:
+            return rejected_problems((), problems)
         prior = inp.prior
         if prior is not None and prior.state != "voided":
             same, old = _match_prior(req, i, prior)
@@ -394,7 +421,7 @@ def _billing(inp: Inputs) -> Outcome:
                 return rejected(["83"])
         elif code == "B3":  # a rebill needs a live fill to revise
             return rejected(["84"])
-        values = dict(extracted.values, payment_type="01", route="cash", schedule=controlled)
+        values = dict(extracted.values, payment_type=PAY_PRIVATE, route="cash", schedule=controlled)
         kind = "insert" if prior is None else "revise"
         action = Action(kind, i, values, extracted.ingredients)
     elif inp.prior is not None:  # not controlled: the identical claim answered before
@@ -453,6 +480,7 @@ def adjudicate(
     problems: Sequence[CodecProblem] = (),
     capture_on: bool = True,
     latest_service_date: dt.date | None = None,
+    rules: StateRules | None = None,
 ) -> Decision:
     """Judge every transaction of a cash request on its own.
 
@@ -460,6 +488,8 @@ def adjudicate(
     ``schedule_of(ndc)`` the drug list's schedule of an NDC (None: not reportable);
     ``problems`` are `ncpdp.validate`'s findings. A message-level problem
     rejects the whole transmission; a transaction's own problems reject it alone.
+    ``rules``: the state's record rules, run on the record a controlled claim
+    would become (`recordcheck`), so the counter pays only what the state takes.
     """
     problems = [p for p in problems if not _waived(request, p)]
     if any(p.transaction is None for p in problems):
@@ -476,7 +506,11 @@ def adjudicate(
         mine = [p for p in problems if p.transaction == i]
         if mine:
             billing = HANDLERS.get(code) == "billing" and i < len(request.transactions)
-            pmp = _pmp_problems(request, i, schedule_of) if billing else []
+            pmp = (
+                _pmp_problems(request, i, schedule_of, rules, latest_service_date)
+                if billing
+                else []
+            )
             outcomes.append(rejected_problems(mine, pmp))
         elif rule is None:
             outcomes.append(rejected(["1S"]))
@@ -486,8 +520,15 @@ def adjudicate(
             prior = priors[i] if i < len(priors) else None
             auth = auth_numbers[i] if i < len(auth_numbers) else ""
             inp = Inputs(
-                request, i, prior, schedule_of, pharmacy_known, auth, capture_on,
+                request,
+                i,
+                prior,
+                schedule_of,
+                pharmacy_known,
+                auth,
+                capture_on,
                 latest_service_date,
+                rules,
             )
             outcomes.append(rule(inp))
     answers = [o.answer or Answer(o.status) for o in outcomes]

@@ -359,13 +359,18 @@ class Problem:
     """A PMP field missing or invalid: the reject code, the field and why (no value)."""
 
     reject: str
-    field: str
+    field: str  # NCPDP field code; an ASAP element ID ("PRE01") when no field feeds it
     reason: str  # MISSING, or why the value is refused
+
+    @property
+    def name(self) -> str:
+        """The field's name ("Date Of Birth"), or the ASAP element no NCPDP field feeds."""
+        return field_name(self.field) if self.field in FIELDS else f"ASAP {self.field}"
 
     @property
     def message(self) -> str:
         """Names the field, never its value: "PMP: Date Of Birth missing"."""
-        return f"PMP: {field_name(self.field)} {self.reason}"
+        return f"PMP: {self.name} {self.reason}"
 
 
 @dataclass(frozen=True)

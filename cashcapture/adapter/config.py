@@ -20,6 +20,7 @@ from cashcapture.core.configfile import DEFAULT_URL, ConfigError, check_sections
 from cashcapture.core.configfile import SECTIONS as SECTIONS  # re-exported: the adapter's view
 from cashcapture.core.ids import ascii_digits
 from cashcapture.core.pmp.records import PAYMENT_TYPES
+from cashcapture.core.pmp.rules import StateRules, for_state
 
 MAX_FRAME = 65535  # the largest message any framing carries (len2: a 2-byte length)
 DEFAULT_DB = DEFAULT_URL  # the store's one default
@@ -189,7 +190,16 @@ def from_dict(data: dict) -> Config:
     return cfg
 
 
+def state_rules(cfg: Config) -> StateRules:
+    """The record rules of the adapter's state: the counter pays only what they take."""
+    try:
+        return for_state(cfg.state)
+    except KeyError as exc:
+        raise ConfigError(f"adapter.state: {exc.args[0]}") from None
+
+
 def _check(cfg: Config) -> None:
+    state_rules(cfg)
     if not 56 <= cfg.max_message_size <= MAX_FRAME:
         raise ConfigError(
             f"adapter.max_message_size must be 56 (one header) to {MAX_FRAME} (a len2 frame)"

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 import ncpdp
 from cashcapture.adapter import adjudicate, capture, logs
-from cashcapture.adapter.config import Config, PayerRoute
+from cashcapture.adapter.config import Config, PayerRoute, state_rules
 from cashcapture.adapter.metrics import Metrics
 from cashcapture.adapter.spool import Record, Spool, spool_path
 from cashcapture.adapter.upstream import Payer, UpstreamError
@@ -133,6 +133,7 @@ class Router:
         self.routes = RouteTable(cfg)
         self.committer = committer
         self.schedule_of = schedule_of
+        self.rules = state_rules(cfg)  # the state's record rules, judged at the counter
         self.metrics = metrics or Metrics()
         self.payers = {p.route: Payer(p, max_size=cfg.max_message_size) for p in cfg.payers}
         self.auth = AuthNumbers()
@@ -462,6 +463,7 @@ class _CashCapture(_Capture):
             problems=self.problems,
             capture_on=self.capture_on,
             latest_service_date=latest_service_date(),
+            rules=self.router.rules,
         )
         response = ncpdp.build(decision.response)
         claim = self.claim(writes, self.route, response, decision.status, decision.reject_codes)

@@ -27,9 +27,6 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 
-from sqlalchemy import Column
-from sqlalchemy.sql import visitors
-
 import ncpdp
 from cashcapture.adapter import adjudicate, capture
 from ncpdp import Request
@@ -213,50 +210,18 @@ def field_findings(
     return out, other, extracted
 
 
-def _block(mapping, values: dict) -> tuple:
-    """A value block of the extract's row (PATIENT_MAP etc.) from Fill column values.
-
-    The extract computes text elements in SQL (coalesce/cast); the same here in Python.
-    """
-    out = []
-    for _name, expr in mapping:
-        column = next(c for c in visitors.iterate(expr) if isinstance(c, Column))
-        value = values.get(column.name)
-        if expr is not column:
-            value = "" if value is None else str(value)
-        out.append(value)
-    return tuple(out)
-
-
 def asap_record(extracted: capture.Extracted, payment_type: str, provider: tuple[str, str]):
     """The ASAP value Record the extract would write for this fill (status 00)."""
+    from cashcapture.core.pmp import fillrecord
     from cashcapture.core.pmp import records as asap
-    from extract import assembly, selection
 
-    values = dict(extracted.values, payment_type=payment_type)
-    ingredients = tuple(
-        asap.Ingredient(
-            sequence=str(i["sequence"]),
-            product_id=str(i["ndc"]),
-            quantity=i["quantity"],  # type: ignore[arg-type]  # a Decimal from capture
-            product_qualifier=str(i["product_id_qualifier"]),
-        )
-        for i in extracted.ingredients
-    )
     qualifier, provider_id = provider
     pharmacy = asap.Pharmacy(
         npi=provider_id if qualifier == "01" else "",
         ncpdp_id=provider_id if qualifier == "07" else "",
     )
-    fill = assembly.dispensation_value(
-        _block(selection.DISPENSATION_MAP, values),
-        asap.NEW,
-        int(str(values.get("fill_number") or 0)),
-        assembly.prescriber_value(_block(selection.PRESCRIBER_MAP, values)),
-        ingredients,
-    )
-    patient = assembly.patient_value(_block(selection.PATIENT_MAP, values))
-    return asap.Record(pharmacy, patient, fill)
+    values = dict(extracted.values, payment_type=payment_type)
+    return fillrecord.record(values, extracted.ingredients, pharmacy=pharmacy)
 
 
 def record_lines(record, version: str = "4.1") -> list[str]:

@@ -425,6 +425,15 @@ class Validator:
         return ok
 
     # -- records --
+    def checked_elsewhere(self, pha: list[str]) -> None:
+        """Take records carrying this very PHA list as having a pharmacy without findings.
+
+        The counter judges a claim's record without its pharmacy (the registry
+        checks that), and so spends nothing on a PHA it would only discard.
+        """
+        self._last_pha = pha
+        self._last_pha_findings = []
+
     def check_record(self, rec: RawRecord) -> list[Problem]:
         """Problems of one DSP record, its PHA / PAT findings included."""
         if rec.pha is not self._last_pha:
