@@ -329,7 +329,9 @@ class Router:
                 self.metrics.upstream_errors.labels(label, exc.reject_code).inc()
             response = ncpdp.build(responses.transmission_rejected(request, [exc.reject_code]))
             fields: dict[str, object] = {
-                "payer": label, "reject_codes": [exc.reject_code], "reason": exc.reason
+                "payer": label,
+                "reject_codes": [exc.reject_code],
+                "reason": exc.reason,
             }
             return Reply(response, INSURED, "R"), fields
         captured, claim_id, reason = 0, None, None
@@ -344,9 +346,7 @@ class Router:
             self.metrics.capture_failures.labels(INSURED).inc()
             if unit.changes_a_fill():
                 reason = await self._spool(unit)
-        fields = {
-            "claim_id": claim_id, "payer": label, "captured": captured, "reason": reason
-        }
+        fields = {"claim_id": claim_id, "payer": label, "captured": captured, "reason": reason}
         return Reply(answer, INSURED, status), fields
 
 

@@ -190,7 +190,11 @@ class Report:
         rows = self.reject_table()
         if rows:
             cols = (
-                "Facility ID", "Refill Code", "Rx Number", "Date Filled", "NDC Number",
+                "Facility ID",
+                "Refill Code",
+                "Rx Number",
+                "Date Filled",
+                "NDC Number",
                 "Reject Reason",
             )
             widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
