@@ -1,6 +1,7 @@
 """Adapter throughput and latency with durable capture, SQLite and PostgreSQL side by side.
 
     .venv/bin/python bench/adapter.py [--connections 32] [--seconds 10] [--workers 1]
+                                      [--malformed 0.01]
 
 Starts `cashcapture serve` as a real process, then a load generator in its own
 process: N connections over loopback, each sending cash B1 claims of a
@@ -15,6 +16,12 @@ streams reading the STX frame by its length. It reports the CPU it used per
 claim, and the server's (from /proc, the whole process tree), so a run on a
 busy machine can still be read: claims/s = CPU available / CPU per claim.
 Goal: >= 2,000 claims/s sustained with p99 < 20 ms on a 2-core machine.
+
+``--malformed SHARE`` (e.g. 0.01) makes that share of each connection's claims
+malformed, evenly spread and rotating over the kinds issue 13 names (`MALFORMED`):
+each must be answered rejected, never paid and never 99, and the rest still
+paid and stored; claims/s counts every answer. Run it beside a run without to
+see what a share of bad claims costs the good ones.
 """
 
 from __future__ import annotations
@@ -44,10 +51,50 @@ PG = os.environ.get("CASHCAPTURE_TEST_PG", "postgresql+psycopg://postgres@127.0.
 TEMPLATE_RX = 100_000_000_001  # 12 digits, the width of 402-D2
 
 
-class Frames:
-    """Pre-built STX frames of one cash B1, each with its own Rx number."""
+def _with(request, seg_id: str, code: str, value: str, transaction: bool = True):
+    """The request with one field of a segment set to a raw wire value."""
+    from ncpdp import Segment
 
-    def __init__(self) -> None:
+    segments = request.transactions[0] if transaction else request.segments
+    for i, seg in enumerate(segments):
+        if seg.id == seg_id:
+            segments[i] = Segment(seg_id, [(c, value if c == code else v) for c, v in seg.fields])
+    return request
+
+
+def _malformed() -> list[tuple[str, bytes]]:
+    """Malformed cash claims of a controlled drug, one per kind issue 13 names."""
+    from _adapter_helpers import b1, build
+
+    lost = build(b1(rx=TEMPLATE_RX))  # a lost separator: the pricing segment inside the claim's
+    at = lost.index(b"\x1e\x1cAM11")
+    return [
+        ("superscript digit in the Rx number", build(_with(b1(), "07", "D2", "12345\xb967"))),
+        ("segment separator missing", lost[:at] + lost[at + 1 :]),
+        ("'*' in the patient's name", build(_with(b1(), "01", "CB", "HOLL*WAY", False))),
+        ("date of service a year ahead", _ahead(build(b1()))),
+        (
+            "SSN the state refuses",
+            build(_with(_with(b1(), "01", "CX", "01", False), "01", "CY", "000123456", False)),
+        ),
+    ]
+
+
+def _ahead(message: bytes) -> bytes:
+    """The claim with its header date of service a year after today."""
+    import datetime as dt
+
+    from _adapter_helpers import fx
+
+    ahead = (dt.date.today() + dt.timedelta(days=365)).strftime("%Y%m%d").encode()
+    return message.replace(fx.DATE_OF_SERVICE.encode(), ahead, 1)
+
+
+class Frames:
+    """Pre-built STX frames of one cash B1, each with its own Rx number; with a
+    ``malformed`` share, every (1/share)th frame is a malformed claim instead."""
+
+    def __init__(self, malformed: float = 0.0) -> None:
         from _adapter_helpers import b1, build
 
         from cashcapture.adapter import framing
@@ -59,9 +106,19 @@ class Frames:
             raise AssertionError("the template's Rx number is not unique in it")
         at = frame.index(marker) + 2
         self.head, self.tail = frame[:at], frame[at + 12 :]
+        self.every = round(1 / malformed) if malformed > 0 else 0
+        self.bad = [framing.encode("stx", m) for _, m in _malformed()]
 
     def __call__(self, rx: int) -> bytes:
         return self.head + b"%012d" % rx + self.tail
+
+    def stream(self, first_rx: int, count: int):
+        """(frame, is_malformed) for ``count`` claims from ``first_rx`` on."""
+        for i in range(count):
+            if self.every and i % self.every == self.every - 1:
+                yield self.bad[(i // self.every) % len(self.bad)], True
+            else:
+                yield self(first_rx + i), False
 
 
 def _proc_cpu(pid: int) -> float:
@@ -81,14 +138,23 @@ def _proc_cpu(pid: int) -> float:
 
 
 async def _connection(
-    port: int, frames, until: float, lat: list[float] | None, host: str = "127.0.0.1"
+    port: int,
+    frames,
+    until: float,
+    lat: list[float] | None,
+    host: str = "127.0.0.1",
+    rejected: list[int] | None = None,
 ) -> int:
+    """Claims answered on one connection. ``frames`` yields frames, or (frame, malformed)
+    pairs: a malformed claim must be rejected (not 99), the others paid; ``rejected``
+    gets one entry per malformed claim answered."""
     reader, writer = await asyncio.open_connection(host, port)
     sock = writer.get_extra_info("socket")
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     done = 0
     clock = time.perf_counter
-    for frame in frames:
+    for item in frames:
+        frame, bad = item if isinstance(item, tuple) else (item, False)
         t0 = clock()
         if t0 >= until:
             break
@@ -97,7 +163,12 @@ async def _connection(
         answer = await reader.readexactly(int(head[1:]) + 1)  # message + ETX
         if lat is not None:
             lat.append(clock() - t0)
-        if b"\x1cANP" not in answer:
+        if bad:
+            if b"\x1cANP" in answer or b"\x1cFB99" in answer:
+                raise AssertionError("malformed claim paid or answered 99")
+            if rejected is not None:
+                rejected.append(1)
+        elif b"\x1cANP" not in answer:
             raise AssertionError("claim not paid")
         done += 1
     writer.close()
@@ -105,38 +176,50 @@ async def _connection(
 
 
 def _generator(
-    port: int, server_pid: int, connections: int, seconds: float, warmup: float, out
+    port: int,
+    server_pid: int,
+    connections: int,
+    seconds: float,
+    warmup: float,
+    out,
+    malformed: float = 0.0,
 ) -> None:
-    make = Frames()
+    make = Frames(malformed)
 
     def frames(k: int, first: int):
         base = 1_000_000 * (k + 1) + first
-        return (make(base + i) for i in range(1_000_000 - first))
+        return make.stream(base, 1_000_000 - first)
 
     async def main():
         lat: list[float] = []
+        bad_warm: list[int] = []
+        bad: list[int] = []
         warm_until = time.perf_counter() + warmup
         warm = await asyncio.gather(  # warm-up: connections, caches, first batches
-            *(_connection(port, frames(k, 0), warm_until, None) for k in range(connections))
+            *(
+                _connection(port, frames(k, 0), warm_until, None, rejected=bad_warm)
+                for k in range(connections)
+            )
         )
         cpu0, server0 = time.process_time(), _proc_cpu(server_pid)
         start = time.perf_counter()
         counts = await asyncio.gather(
             *(
-                _connection(port, frames(k, 500_000), start + seconds, lat)
+                _connection(port, frames(k, 500_000), start + seconds, lat, rejected=bad)
                 for k in range(connections)
             )
         )
         elapsed = time.perf_counter() - start
         cpu = (time.process_time() - cpu0, _proc_cpu(server_pid) - server0)
-        return sum(counts), sum(warm), elapsed, lat, cpu
+        return sum(counts), sum(warm), elapsed, lat, cpu, len(bad), len(bad_warm)
 
-    total, warm, elapsed, lat, (gen_cpu, server_cpu) = asyncio.run(main())
+    total, warm, elapsed, lat, (gen_cpu, server_cpu), bad, bad_warm = asyncio.run(main())
     lat.sort()
     out.put(
         {
             "claims": total,
-            "paid_incl_warmup": total + warm,
+            "malformed": bad,
+            "paid_incl_warmup": total + warm - bad - bad_warm,
             "seconds": elapsed,
             "rate": total / elapsed,
             "p50_ms": statistics.median(lat) * 1000,
@@ -184,7 +267,15 @@ def run_one(db_url: str, args, tmp: Path) -> dict:
         q = ctx.Queue()
         gen = ctx.Process(
             target=_generator,
-            args=(port, server.proc.pid, args.connections, args.seconds, args.warmup, q),
+            args=(
+                port,
+                server.proc.pid,
+                args.connections,
+                args.seconds,
+                args.warmup,
+                q,
+                args.malformed,
+            ),
         )
         gen.start()
         result = q.get(timeout=args.seconds + args.warmup + 120)
@@ -209,6 +300,9 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--only", choices=["sqlite", "postgresql"])
+    ap.add_argument(
+        "--malformed", type=float, default=0.0, help="share of malformed claims (e.g. 0.01)"
+    )
     args = ap.parse_args()
     results = {}
     for db in ("sqlite", "postgresql"):
@@ -229,12 +323,22 @@ def main() -> None:
         print(
             f"{db:10s} {r['rate']:8.0f} claims/s  p50 {r['p50_ms']:6.2f} ms  "
             f"p99 {r['p99_ms']:6.2f} ms  ({r['claims']} claims in {r['seconds']:.1f}s, "
-            f"{r['fills_stored']} fills stored incl. warm-up)\n"
+            f"{r['fills_stored']} fills stored incl. warm-up, {r['malformed']} malformed "
+            f"answered rejected)\n"
             f"{'':10s} CPU per claim: server {r['server_cpu_us']:.0f} us "
             f"({r['server_cores']:.2f} cores busy), generator {r['generator_cpu_us']:.0f} us; "
             f"load average {r['load']:.1f}"
         )
-    print(json.dumps({"connections": args.connections, "workers": args.workers, **results}))
+    print(
+        json.dumps(
+            {
+                "connections": args.connections,
+                "workers": args.workers,
+                "malformed_share": args.malformed,
+                **results,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
