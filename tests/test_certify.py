@@ -289,3 +289,12 @@ def test_certification_bin_answers_and_never_captures(db_url, tmp_path):
         assert result.files == [] and result.records == 0
     finally:
         engine.dispose()
+
+
+def test_the_counter_s_answer_includes_the_state_s_record_rules():
+    """An SSN the SSA never issues: the state holds the record back, so the counter's
+    answer the vendor sees is the reject the served counter gives (CY), not a paid one."""
+    t = run(claim(CX="01", CY="000123456")).transactions[0]
+    assert t.counter_status == "R" and t.counter_rejects == ["CY"]
+    assert any("PAT03" in m for m in t.counter_messages)
+    assert any(s.element == "PAT03" for s in t.state)

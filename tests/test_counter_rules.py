@@ -360,3 +360,24 @@ def fx_schedules() -> dict[str, str]:
     from _adapter_helpers import SCHEDULES
 
     return SCHEDULES
+
+
+def test_over_tcp_the_state_s_refusal_is_a_reject_and_nothing_is_captured(migrated_db_url):
+    """The served counter (real TCP, SQLite and PostgreSQL): an SSN the state refuses is
+    reject CY naming the field, no fill is stored; the good claim beside it is captured."""
+    from _adapter_helpers import Client, build, register_pharmacy, rejects, statuses
+    from test_server import Running, fills, make_config
+
+    register_pharmacy(migrated_db_url)
+    running = Running(make_config(migrated_db_url))
+    try:
+        with Client(running.ports["stx"]) as c:
+            refused = c.exchange(build(with_patient(b1(rx=501), CX="01", CY="000123456")))
+            assert statuses(refused) == ["R"] and rejects(refused) == ["CY"]
+            assert b"PMP: Patient ID (PAT03)" in refused
+            assert fills(migrated_db_url) == []
+            assert statuses(c.exchange(build(b1(rx=502)))) == ["P"]
+        [fill] = fills(migrated_db_url)
+        assert fill.rx_number == "502"
+    finally:
+        running.stop()

@@ -275,6 +275,7 @@ def certify(
     out.date_of_service = h.date_of_service
     problems = ncpdp.validate(request)
     out.message_rejects = [p.reject_code for p in problems if p.transaction is None]
+    rules = for_state(state)
     decision = adjudicate.adjudicate(
         request,
         priors=[None if h.transaction_code == "B1" else _LIVE_FILL] * len(request.transactions),
@@ -282,11 +283,11 @@ def certify(
         pharmacy_known=True,
         auth_numbers=[""] * len(request.transactions),
         problems=problems,
+        rules=rules,  # the counter's answer: the state's record rules included
     )
     if h.transaction_code in ("B2", "B3"):
         out.note = f"{h.transaction_code} judged as if the fill it changes were on file"
     names = _state_names(state)
-    rules = for_state(state)
     for i in range(len(request.transactions)):
         segs = adjudicate.tx_segments(request, i)
         claim = ncpdp.find(request.transactions[i], "07")
