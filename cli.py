@@ -103,7 +103,6 @@ def encode(source: str) -> None:
     out.flush()
 
 
-
 # --- store, drugs, pharmacies (issue 4) -------------------------------------
 
 db_option = click.option(
@@ -404,8 +403,13 @@ def serve(config_path, db, host, port, cash_bins, workers) -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, required=True)
-@click.option("--framing", "framing_name", default="stx", show_default=True,
-              type=click.Choice(["stx", "len2", "etx"]))
+@click.option(
+    "--framing",
+    "framing_name",
+    default="stx",
+    show_default=True,
+    type=click.Choice(["stx", "len2", "etx"]),
+)
 @click.option("--json", "as_json", is_flag=True, help="Responses as JSON (codec contract).")
 @click.option("--timeout", type=float, default=15.0, show_default=True)
 def send(files, host, port, framing_name, as_json, timeout) -> None:
@@ -532,14 +536,22 @@ def fills(on_date, pharmacy, as_json, db) -> None:
     if as_json:
         click.echo(json.dumps(rows))
         return
-    cols = ["id", "pharmacy", "rx_number", "fill_number", "date_of_service", "ndc",
-            "schedule", "quantity", "route", "state"]
+    cols = [
+        "id",
+        "pharmacy",
+        "rx_number",
+        "fill_number",
+        "date_of_service",
+        "ndc",
+        "schedule",
+        "quantity",
+        "route",
+        "state",
+    ]
     click.echo("  ".join(cols))
     for r in rows:
         click.echo("  ".join(str(r[c]) for c in cols))
     click.echo(f"{len(rows)} fill(s)")
-
-
 
 
 # --- ASAP: validate, asap show (issue 6) ------------------------------------
@@ -559,7 +571,12 @@ def _drug_list(state: str):
 
 @cli.command("validate")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--state", default="KY", show_default=True, help="State rules table.")
+@click.option("--state", default="KY", show_default=True, help="The state whose PMP gets the file.")
+@click.option(
+    "--profile",
+    default=None,
+    help="Judge by this profile (default: the state's profile of the file's TH01 version).",
+)
 @click.option("--json", "as_json", is_flag=True, help="JSON report instead of text.")
 @click.option(
     "--po-box",
@@ -569,22 +586,32 @@ def _drug_list(state: str):
 )
 @click.option("--no-drug-list", is_flag=True, help="Do not check NDCs against the drug list.")
 @click.option("--today", type=click.DateTime(formats=["%Y-%m-%d"]), help="Clock for date rules.")
-def validate_cmd(files, state, as_json, po_box, no_drug_list, today) -> int:
-    """Validate ASAP files with the state's rules: exit 0 accepted, 1 rejects, 2 failed."""
+def validate_cmd(files, state, profile, as_json, po_box, no_drug_list, today) -> int:
+    """Validate ASAP files with the state's rules: exit 0 accepted, 1 rejects, 2 failed.
+
+    Each file is judged by the ASAP version its TH01 names (4.1, 4.2, 4.2A) under
+    the state's profile of that version, or by --profile."""
     import dataclasses
     import datetime as dt
     import json
 
-    from cashcapture.core.pmp.rules import for_state
+    from cashcapture.core import profiles
+    from cashcapture.core.pmp.rules import code_tables
     from cashcapture.core.pmp.validate import Validator
 
-    try:
-        rules = for_state(state)
-    except KeyError as exc:
-        raise UserError(str(exc.args[0])) from None
-    if po_box:
-        rules = dataclasses.replace(rules, po_box=po_box)
-    drug_list = None if no_drug_list else _drug_list(state.upper())
+    state = state.upper()
+    if state not in code_tables()[0]:
+        raise UserError(f"--state {state}: not a US state or territory code")
+    chosen = profiles.load(profile) if profile else None
+    if chosen is not None and chosen.state and chosen.state != state:
+        state = chosen.state
+
+    def rules_for(data: bytes):  # noqa: ANN202
+        version = data[3:].split(b"*", 1)[0].decode("ascii", "replace") if data[:2] == b"TH" else ""
+        rules = (chosen or profiles.for_file(state, version)).rules(state)
+        return dataclasses.replace(rules, po_box=po_box) if po_box else rules
+
+    drug_list = None if no_drug_list else _drug_list(state)
     day = today.date() if today else dt.date.today()
     worst = 0
     out = []
@@ -594,7 +621,7 @@ def validate_cmd(files, state, as_json, po_box, no_drug_list, today) -> int:
                 data = fh.read()
         except OSError as exc:
             raise UserError(f"{name}: {exc.strerror or exc}") from None
-        report = Validator(rules, drug_list, today=day).validate(data)
+        report = Validator(rules_for(data), drug_list, today=day).validate(data)
         worst = max(worst, report.exit_code)
         if as_json:
             out.append({"file": name, **report.to_dict()})
@@ -603,6 +630,42 @@ def validate_cmd(files, state, as_json, po_box, no_drug_list, today) -> int:
     if as_json:
         click.echo(json.dumps(out if len(out) > 1 else out[0], indent=2))
     return worst
+
+
+@cli.group("profiles")
+def profiles_group() -> None:
+    """State profiles: what each PMP collector asks for (version, rules, deadline, delivery)."""
+
+
+@profiles_group.command("list")
+def profiles_list() -> None:
+    """One line per shipped profile."""
+    from rich.table import Table
+
+    from cashcapture.core import profiles
+
+    table = Table("Profile", "State", "ASAP", "Deadline", "Zero reports", "Package", "About")
+    for name in profiles.names():
+        p = profiles.load(name)
+        table.add_row(
+            name,
+            p.state or "(any)",
+            p.asap_version,
+            f"{p.deadline_days} {p.deadline_count} day{'s' if p.deadline_days > 1 else ''}",
+            p.zero_reports,
+            p.package,
+            p.description,
+        )
+    _console().print(table)
+
+
+@profiles_group.command("show")
+@click.argument("name")
+def profiles_show(name) -> None:
+    """The profile's file as shipped, with the sources and what is not known."""
+    from cashcapture.core import profiles
+
+    click.echo(profiles.text(name), nl=False)
 
 
 @cli.group("asap")
@@ -893,10 +956,20 @@ def collector_group() -> None:
 
 @collector_group.command("record")
 @click.argument("file_name")
-@click.option("--status", "verdict", required=True, type=click.Choice(["accepted", "failed"]),
-              help="What the collector said of the whole file.")
-@click.option("--rejects", "rejects_csv", type=click.Path(dir_okay=False), default=None,
-              help="CSV of records it rejected: Rx Number, Fill Date, Reason.")
+@click.option(
+    "--status",
+    "verdict",
+    required=True,
+    type=click.Choice(["accepted", "failed"]),
+    help="What the collector said of the whole file.",
+)
+@click.option(
+    "--rejects",
+    "rejects_csv",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="CSV of records it rejected: Rx Number, Fill Date, Reason.",
+)
 @db_option
 @_config_option
 def collector_record(file_name, verdict, rejects_csv, db, config) -> None:
@@ -1032,8 +1105,11 @@ def demo_cmd(folder: str) -> int:
 @click.option("--json", "as_json", is_flag=True, help="JSON findings, not the terminal report.")
 @click.option("--state", default="KY", show_default=True, help="State whose drug list applies.")
 @click.option("--insured", is_flag=True, help="Records as insured (DSP16 04), not cash (01).")
-@click.option("--show-patient", is_flag=True,
-              help="Show patient names, birth dates, addresses and IDs in the HTML file.")
+@click.option(
+    "--show-patient",
+    is_flag=True,
+    help="Show patient names, birth dates, addresses and IDs in the HTML file.",
+)
 def certify_cmd(claims, html_file, as_json, state, insured, show_patient) -> int:
     """Offline certification of raw D.0 claims (or JSON): exit 0 all ready for the PMP, 1 not."""
     import datetime as dt
@@ -1054,8 +1130,12 @@ def certify_cmd(claims, html_file, as_json, state, insured, show_patient) -> int
         try:
             findings.append(
                 certify.certify(
-                    _read_claim(name), name, schedule_of=schedule_of, today=dt.date.today(),
-                    state=state.upper(), drug_list=drug_list,
+                    _read_claim(name),
+                    name,
+                    schedule_of=schedule_of,
+                    today=dt.date.today(),
+                    state=state.upper(),
+                    drug_list=drug_list,
                     payment_type="04" if insured else "01",
                 )  # fmt: skip
             )
@@ -1078,7 +1158,6 @@ def certify_cmd(claims, html_file, as_json, state, insured, show_patient) -> int
         if html_file:
             click.echo(f"HTML report written to {html_file}")
     return 0 if all(f.ready for f in findings) else 1
-
 
 
 def _database_error(exc) -> str:

@@ -36,7 +36,7 @@ from extract.selection import (
     OpenRejects,
     Selection,
 )
-from extract.settings import WEEKDAYS, Settings, SettingsError
+from extract.settings import WEEKDAYS, ExtractSettings, Settings
 
 STATUS_CODES = (NEW_RECORD, REVISED_RECORD, VOID_RECORD)
 
@@ -102,7 +102,8 @@ def registration_problem(group: Group, settings: Settings, when: dt.datetime) ->
             "or set [extract] reg_key); its fills stay queued"
         )
     try:
-        file_name(group.submitter_id, group.reg_key, when, settings.extract.state)
+        ex = settings.extract
+        file_name(group.submitter_id, group.reg_key, when, ex.report_state, ex.name_pattern)
     except ValueError as exc:
         return f"submitter {group.submitter_id}: {exc} for the file name; fills stay queued"
     return ""
@@ -111,8 +112,11 @@ def registration_problem(group: Group, settings: Settings, when: dt.datetime) ->
 class Names:
     """File names no other file has (the unique column is the backstop)."""
 
-    def __init__(self, state: str, when: dt.datetime, taken: Callable[[], set[str]]) -> None:
-        self.state = state
+    def __init__(
+        self, settings: ExtractSettings, when: dt.datetime, taken: Callable[[], set[str]]
+    ) -> None:
+        self.state = settings.report_state
+        self.pattern = settings.name_pattern
         self.when = when.replace(microsecond=0, tzinfo=None)
         self._load = taken
         self._taken: set[str] | None = None
@@ -122,7 +126,7 @@ class Names:
             self._taken = self._load()
         when = self.when
         while True:
-            name = file_name(group.submitter_id, group.reg_key, when, self.state)
+            name = file_name(group.submitter_id, group.reg_key, when, self.state, self.pattern)
             if name not in self._taken:
                 self._taken.add(name)
                 return name, when
@@ -131,7 +135,7 @@ class Names:
 
 def zero_period(settings: Settings, day: dt.date) -> tuple[dt.date, dt.date] | None:
     """The period a zero report made for `day` covers, or None when none is due."""
-    cadence = settings.extract.zero_reports
+    cadence = settings.extract.cadence
     if cadence == "daily":
         return day, day
     if cadence == "weekly" and day.weekday() == WEEKDAYS.index(settings.extract.week_ends):
@@ -201,10 +205,7 @@ class Assembler:
         self.selection = selection
         self.checker = checker
         self.names = names
-        try:
-            elements = fillrecord.elements(settings.extract.asap_version)
-        except KeyError as exc:
-            raise SettingsError(f"[extract] asap_version: {exc.args[0]}") from None
+        elements = fillrecord.elements(settings.extract.version)
         self._table = elements.table
         # Rows -> PAT / DSP elements without value objects (same strings as the values give),
         # by the encoders the counter judges its claims with.
@@ -220,9 +221,9 @@ class Assembler:
         return asap.Header(
             control_number=control,
             created=when,
-            version=ex.asap_version,
+            version=ex.version,
             file_type=ex.file_type,
-            source_id=ex.state,
+            source_id=ex.report_state,
         )
 
     def build(self, session: Session, group: Group) -> Built:

@@ -17,11 +17,10 @@ from cashcapture.core.pmp import compounds
 from cashcapture.core.pmp import records as asap
 from cashcapture.core.pmp.carry import REASON as CARRY_REASON
 from cashcapture.core.pmp.carry import first_uncarriable
-from cashcapture.core.pmp.rules import for_state
+from cashcapture.core.pmp.rules import StateRules
 from cashcapture.core.pmp.validate import REJECT, WARNING, Problem, Report, Validator
 from extract import writer as asap_writer
 from extract.reader import read
-from extract.settings import SettingsError
 
 
 class Checker:
@@ -29,26 +28,17 @@ class Checker:
 
     def __init__(
         self,
-        state: str,
-        version: str,
+        rules: StateRules,
         today: dt.date,
         drug_list: object | None = None,
         po_box: str | None = None,
     ) -> None:
-        try:
-            rules = for_state(state)
-        except KeyError as exc:
-            raise SettingsError(f"[extract] state: {exc.args[0]}") from None
-        if rules.version != version:
-            raise SettingsError(
-                f"[extract] asap_version {version}: the {state} rules table is for {rules.version}"
-            )
         if po_box is not None:
             rules = replace(rules, po_box=po_box)
         if drug_list is None:
             from cashcapture.core import drugs
 
-            drug_list = drugs.load(state)
+            drug_list = drugs.load(rules.state)
         self.validator = Validator(rules, drug_list, today=today)
 
     def file(self, data: bytes) -> Report:

@@ -60,14 +60,11 @@ class Extractor:
         local_now = self.now.astimezone(settings.extract.zone())
         self.local_now = local_now
         checker = checker or Checker(
-            settings.extract.state,
-            settings.extract.asap_version,
-            local_now.date(),
-            po_box=settings.extract.po_box,
+            settings.extract.rules(), local_now.date(), po_box=settings.extract.po_box
         )
         self.progress = progress or (lambda done, total: None)
         self.selection = Selection(sessions, settings, day, self.now, before_id)
-        names = Names(settings.extract.state, local_now, self.selection.taken_names)
+        names = Names(settings.extract, local_now, self.selection.taken_names)
         self.assembler = Assembler(settings, self.selection, checker, names)
         self.result = ExtractResult(day=day)
         outbox = settings.outbox_dir() if settings.extract.outbox else None

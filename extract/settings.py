@@ -8,12 +8,15 @@ setting has a default here, and the README lists them.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cashcapture.core import configfile
+from cashcapture.core import configfile, profiles
+from cashcapture.core.pmp.rules import StateRules
 
 ZERO_CADENCES = ("daily", "weekly", "off")
 PO_BOX_POLICIES = ("warning", "reject", "off")  # the guide shows the collector doing both
@@ -26,24 +29,60 @@ class SettingsError(configfile.ConfigError):
 
 @dataclass(frozen=True)
 class ExtractSettings:
-    state: str = "KY"
-    timezone: str = "America/New_York"
-    zero_reports: str = "daily"  # daily | weekly | off
+    """The extract's settings. `profile` names the state's collector (cashcapture
+    profiles list); `state`, `asap_version`, `timezone`, `zero_reports` and
+    `file_name` default to the profile's ("" = the profile's) and, where given,
+    override it (a generic profile needs `state`, and `timezone` if it has none)."""
+
+    profile: str = profiles.DEFAULT
+    state: str = ""
+    timezone: str = ""
+    zero_reports: str = ""  # daily | weekly | off
     week_ends: str = "saturday"  # weekly zero reports cover the week ending this day
     submitter_id: str = ""  # fallback when a pharmacy has none (default: its DEA)
     reg_key: str = ""  # fallback when a pharmacy has none
     outbox: str = "outbox"  # local folder for written files, relative to the config file
     file_type: str = "P"  # TH07: P production, T test
-    asap_version: str = "4.1"
+    asap_version: str = ""  # must be the profile's when given
+    file_name: str = ""  # the file-name pattern, when the collector asks for another
     lock_file: str = ""  # run lock for SQLite / other; default: next to the database
     workers: int = 1  # processes building files in parallel (2+ for a national day)
     po_box: str = "warning"  # PO Box street: warning (sent) | reject (held back) | off
 
+    @cached_property
+    def pmp(self) -> profiles.Profile:
+        """The chosen profile (ProfileError, one line, when unknown)."""
+        return profiles.load(self.profile)
+
+    @property
+    def report_state(self) -> str:
+        """The state whose PMP the files go to."""
+        return self.state or self.pmp.state
+
+    @property
+    def version(self) -> str:
+        return self.pmp.asap_version
+
+    @property
+    def cadence(self) -> str:
+        return self.zero_reports or self.pmp.zero_reports
+
+    @property
+    def name_pattern(self) -> str:
+        return self.file_name or self.pmp.file_name
+
+    def rules(self) -> StateRules:
+        return self.pmp.rules(self.report_state)
+
     def zone(self) -> ZoneInfo:
         try:
-            return ZoneInfo(self.timezone)
+            return ZoneInfo(self.timezone or self.pmp.timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise SettingsError(f"[extract] timezone: unknown time zone {self.timezone!r}") from exc
+
+    def deadline(self, dispensed: dt.date) -> dt.date:
+        """The last day a fill dispensed on that day may reach the collector."""
+        return self.pmp.deadline(dispensed, self.report_state)
 
 
 @dataclass(frozen=True)
@@ -95,9 +134,44 @@ def _section(cls: type, raw: dict[str, Any], name: str) -> Any:
     return cls(**values)
 
 
+def check_profile(ex: ExtractSettings) -> None:
+    """The profile exists and the [extract] keys that override it fit it."""
+    try:
+        pmp = ex.pmp
+    except profiles.ProfileError as exc:
+        raise SettingsError(f"[extract] profile: {exc}") from None
+    if pmp.state and ex.state and ex.state != pmp.state:
+        raise SettingsError(
+            f"[extract] state {ex.state}: profile {pmp.name} reports to {pmp.state}; "
+            "choose another profile (cashcapture profiles list)"
+        )
+    if not ex.report_state:
+        raise SettingsError(f"[extract] state: profile {pmp.name} serves any state; name one")
+    if not (ex.report_state.isascii() and ex.report_state.isalpha() and len(ex.report_state) == 2):
+        raise SettingsError(f"[extract] state: {ex.report_state!r} is not a two-letter state code")
+    if ex.asap_version and ex.asap_version != pmp.asap_version:
+        raise SettingsError(
+            f"[extract] asap_version {ex.asap_version}: profile {pmp.name} reports ASAP "
+            f"{pmp.asap_version}; choose the profile of that version (cashcapture profiles list)"
+        )
+    if not (ex.timezone or pmp.timezone):
+        raise SettingsError(f"[extract] timezone: profile {pmp.name} has none; name the state's")
+    if ex.file_name:
+        try:
+            profiles.check_file_name(ex.file_name, "[extract] file_name")
+        except profiles.ProfileError as exc:
+            raise SettingsError(str(exc)) from None
+    try:
+        ex.rules()
+        pmp.calendar(ex.report_state)
+    except profiles.ProfileError as exc:
+        raise SettingsError(f"[extract] profile {pmp.name} for {ex.report_state}: {exc}") from None
+
+
 def check(settings: Settings) -> Settings:
     ex = settings.extract
-    if ex.zero_reports not in ZERO_CADENCES:
+    check_profile(ex)
+    if ex.cadence not in ZERO_CADENCES:
         raise SettingsError(f"[extract] zero_reports must be one of {', '.join(ZERO_CADENCES)}")
     if ex.week_ends not in WEEKDAYS:
         raise SettingsError("[extract] week_ends must be a weekday name, e.g. saturday")

@@ -253,11 +253,12 @@ def test_zero_report_segments_carry_a_separator_and_read_back_in_both_shapes():
     assert ids[-5:-2] == ["PRE", "CDI", "AIR"]
     pha, tp = ids.index("PHA"), ids.index("TP")
     assert segs[tp] == f"TP*{tp - pha + 1}" and segs[-1] == f"TT*Z2*{len(segs)}"
+    from cashcapture.core.pmp.rules.ky import KY_2011
     from cashcapture.core.pmp.validate import validate
 
     bare = data.replace(b"PRE*~CDI*~AIR*~", b"PRE~CDI~AIR~")
     for shape in (data, bare):
         f = read(shape)
         assert f.pharmacies[0].patients[0].patient.last_name == "REPORT"
-        report = validate(shape, today=date(2024, 3, 5))
+        report = validate(shape, KY_2011, today=date(2024, 3, 5))  # a 4.1 header
         assert not report.problems and report.records == 1, report.problems

@@ -198,7 +198,7 @@ def test_a_file_with_a_file_level_error_is_never_submitted(sessions, sftp_server
         ph = pharmacies(s)
         fid = good_fill(s, ph["solo"], "A1").id
     cfg = settings(tmp_path, sftp_settings(sftp_server), zero_reports="off")
-    broken = _BrokenFiles("KY", "4.1", TODAY)
+    broken = _BrokenFiles(cfg.extract.rules(), TODAY)
     result = extract(sessions, cfg, TODAY, now=NOW, checker=broken)
     assert [f.status for f in result.files] == ["File Failed"]
     assert result.files[0].errors[0].startswith("File Failed")

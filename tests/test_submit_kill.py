@@ -87,7 +87,8 @@ def assert_delivered_once(sessions, sftp_server, names):  # noqa: F811
         assert len(counts) == 4 and {n for _, n in counts} == {1}
     for name in names:
         data = (sftp_server.root / name).read_bytes()
-        assert data.startswith(b"TH*4.1*") and data.rstrip(b"~").split(b"~")[-1].startswith(b"TT")
+        # the default profile (KASPER today) writes ASAP 4.2
+        assert data.startswith(b"TH*4.2*") and data.rstrip(b"~").split(b"~")[-1].startswith(b"TT")
 
 
 @pytest.mark.parametrize("point", ["after-upload", "after-rename"])

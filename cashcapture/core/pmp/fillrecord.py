@@ -17,6 +17,7 @@ from cashcapture.core.pmp.asap import table
 from cashcapture.core.pmp.asap.codec import encode, row_encoder
 from cashcapture.core.pmp.records import (
     NEW,
+    PARTIAL_FILL_CODES,
     Dispensation,
     Ingredient,
     Patient,
@@ -170,6 +171,9 @@ def record(
     return Record(pharmacy or Pharmacy(), patient_value(block(PATIENT, values)), fill)
 
 
+DSP13 = 13  # partial fill indicator: coded differently from 4.2 on
+
+
 class Elements:
     """Fill column values -> the element lists the extract writes, for one ASAP version.
 
@@ -181,7 +185,17 @@ class Elements:
     def __init__(self, version: str) -> None:
         self.table = t = table(version)
         self.pat = row_encoder(t, "PAT", PAT_NAMES, Patient())
-        self.dsp = row_encoder(t, "DSP", (*DSP_NAMES, "status", "fill_number"), Dispensation())
+        dsp = row_encoder(t, "DSP", (*DSP_NAMES, "status", "fill_number"), Dispensation())
+        partial = PARTIAL_FILL_CODES[version]
+
+        def dsp_in_version(values: tuple[Any, ...]) -> list[str]:
+            """DSP13 as this version codes it (the store keeps 4.1's 01 / 02)."""
+            out: list[str] = dsp(values)
+            if len(out) > DSP13 and out[DSP13] in partial:
+                out[DSP13] = partial[out[DSP13]]
+            return out
+
+        self.dsp = dsp_in_version
         self.pre = row_encoder(t, "PRE", PRE_NAMES, Prescriber())
 
     def patient(self, values: Mapping[str, object]) -> list[str]:

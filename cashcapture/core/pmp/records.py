@@ -21,6 +21,15 @@ NEW = "00"
 REVISED = "01"
 VOID = "02"
 
+# DSP13 partial fill: the store keeps the 4.1 codes the counter captures (01 a partial
+# fill, 02 not); from 4.2 on, 00 is "not a partial fill" and 01..99 the partial's
+# number. Stored code -> the code each version writes (absent: written as stored).
+PARTIAL_FILL_CODES: dict[str, dict[str, str]] = {
+    "4.1": {},
+    "4.2": {"02": "00"},
+    "4.2A": {"02": "00"},
+}
+
 # DSP16 classification code for payment type (4.1 / 4.2 list)
 PAY_PRIVATE = "01"  # cash, charge, credit card: every cash-capture fill
 PAY_MEDICAID = "02"

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-DEFAULT_VERSION = "4.1"
-VERSIONS = ("4.1", "4.2A")
+DEFAULT_VERSION = "4.1"  # the codec's when a caller names none; the product's is the profile's
+VERSIONS = ("4.1", "4.2", "4.2A")
 SEGMENT_IDS = ("TH", "IS", "PHA", "PAT", "DSP", "PRE", "CDI", "AIR", "TP", "TT")
 ELEMENT_SEPARATOR = "*"
 
@@ -83,7 +83,7 @@ def _codes(code_values: str) -> tuple[str, ...]:
 
 @cache
 def table(version: str = DEFAULT_VERSION) -> Table:
-    """The element table of an ASAP version ("4.1" or "4.2A")."""
+    """The element table of an ASAP version (one of VERSIONS)."""
     if version not in VERSIONS:
         raise KeyError(f"unknown ASAP version {version!r}; known: {', '.join(VERSIONS)}")
     fields = {
