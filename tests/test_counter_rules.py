@@ -341,10 +341,11 @@ def test_no_claim_paid_as_captured_is_held_back_at_extract(counter_store, tmp_pa
     captured = [r for r in replies if r.status == "P" and b"captured for PMP" in r.data]
     # the extract as it runs the next day, with the counter's drug list
     tomorrow = TOMORROW
-    checker = Checker("KY", "4.1", tomorrow, drug_list=set(fx_schedules()))
+    cfg = extract_settings(tmp_path, zero_reports="off")
+    checker = Checker(cfg.extract.rules(), tomorrow, drug_list=set(fx_schedules()))
     result = extract(
         sessions,
-        extract_settings(tmp_path, zero_reports="off"),
+        cfg,
         TODAY,
         now=utcnow() + dt.timedelta(days=1),
         checker=checker,
