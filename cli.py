@@ -864,7 +864,31 @@ def run_daily_cmd(date, workers, zero_reports, db, config) -> int:
     with _Locked(engine, settings):
         extracted = _run_extract(sessions, settings, date)
         submitted = _run_submit(sessions, settings)
-        return max(extracted, submitted)
+        late = _report_late(sessions, settings)
+        return max(extracted, submitted, late)
+
+
+def _report_late(sessions, settings) -> int:
+    """After a run: fills past their deadline still not delivered -> one line, exit 1;
+    the gauges go to [extract] metrics_file when set."""
+    import datetime as dt
+
+    from extract import reports
+
+    today = dt.datetime.now(settings.extract.zone()).date()
+    with sessions() as s:
+        late = reports.late(s, settings.extract.deadline, today)
+        queued = reports.queued(s) if settings.extract.metrics_file else 0
+    if settings.extract.metrics_file:
+        path = settings.base_dir / settings.extract.metrics_file
+        try:
+            reports.write_metrics(str(path), reports.late_count(late), queued)
+        except OSError as exc:
+            click.echo(f"cashcapture: metrics file {path}: {exc.strerror}", err=True)
+    if late.rows:
+        click.echo(f"cashcapture: {reports.late_line(late)}", err=True)
+        return 1
+    return 0
 
 
 @cli.command("status")
@@ -885,18 +909,24 @@ def status_cmd(first, last, as_csv, db, config) -> None:
     first_day = first.date() if first else last_day - dt.timedelta(days=7)
     if first_day > last_day:
         raise UserError("--from is after --to")
+    today = dt.datetime.now(zone).date()
     with sessions() as s:
         report = reports.status(s, first_day, last_day, zone)
         unclassified = reports.unclassified_payers(s, first_day, last_day)
+        late = reports.late(s, settings.extract.deadline, today)
     engine.dispose()
     if as_csv:
         click.echo(reports.to_csv(report), nl=False)
         for bin_, pcn, n, _, _ in unclassified.rows:  # stdout stays one CSV table
             click.echo(f"payment type 99 (other): BIN {bin_} PCN {pcn}: {n} fills", err=True)
+        if late.rows:
+            click.echo(f"late: {reports.late_line(late)}", err=True)
     else:
         reports.render(report)
         if unclassified.rows:
             reports.render(unclassified)
+        if late.rows:
+            reports.render(late)
 
 
 @cli.command("recap")

@@ -66,6 +66,7 @@ RECAP_COLUMNS = (
     "ProcessFileName",
     "Counted By",
 )
+LATE_COLUMNS = ("Date Filled", "Deadline", "Fills Not Delivered")
 REJECT_COLUMNS = (
     "Facility ID",
     "Refill Code",
@@ -127,6 +128,70 @@ def status(session: Session, first: dt.date, last: dt.date, zone: ZoneInfo) -> R
         for sub in subs
     ]
     return Report(f"Submission status {first} to {last}", STATUS_COLUMNS, rows)
+
+
+# A fill owes the state a record until one is on the server; a reversal of a fill
+# never reported owes nothing.
+_OWED = and_(
+    Fill.needs_report.is_(True),
+    ~and_(Fill.state == "voided", Fill.reported_status.is_(None)),
+)
+
+
+def late(session: Session, deadline: Callable[[dt.date], dt.date], today: dt.date) -> Report:
+    """Fills past their reporting deadline and not yet on the collector's server, by
+    date filled: what still owes the state a record (a reversal never reported owes
+    nothing). `deadline` is the profile's (business days, the state's holidays)."""
+    stmt = (
+        select(Fill.date_of_service, func.count())
+        .where(_OWED)
+        .group_by(Fill.date_of_service)
+        .order_by(Fill.date_of_service)
+    )
+    rows = []
+    for filled, count in session.execute(stmt):
+        due = deadline(filled)
+        if due < today:
+            rows.append((filled.isoformat(), due.isoformat(), count))
+    return Report(f"Fills past their reporting deadline on {today}", LATE_COLUMNS, rows)
+
+
+def late_count(report: Report) -> int:
+    return sum(row[2] for row in report.rows)
+
+
+def late_line(report: Report) -> str:
+    """One line for an operator (stderr of run-daily): how many, and since when."""
+    n = late_count(report)
+    oldest = report.rows[0] if report.rows else None
+    since = f"; oldest filled {oldest[0]}, due {oldest[1]}" if oldest else ""
+    return f"{n} fill{'s' if n != 1 else ''} past the reporting deadline not yet delivered{since}"
+
+
+def write_metrics(path: str, late_fills: int, queued: int) -> None:
+    """Gauges for Prometheus's node_exporter textfile collector (batch jobs have no
+    endpoint to scrape): written to a temp file and renamed, as the library does."""
+    from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+
+    registry = CollectorRegistry()
+    Gauge(
+        "cashcapture_fills_late",
+        "Fills past their reporting deadline not yet delivered to the state",
+        registry=registry,
+    ).set(late_fills)
+    Gauge("cashcapture_fills_queued", "Fills waiting for a report", registry=registry).set(queued)
+    Gauge(
+        "cashcapture_extract_last_run_timestamp_seconds",
+        "When run-daily last finished",
+        registry=registry,
+    ).set_to_current_time()
+    write_to_textfile(path, registry)
+
+
+def queued(session: Session) -> int:
+    """Fills that still owe the state a record, whatever their deadline."""
+    stmt = select(func.count()).select_from(Fill).where(_OWED)
+    return int(session.scalar(stmt) or 0)
 
 
 def _state_counts(session: Session, ids: list[int]) -> dict[int, dict[str, int]]:

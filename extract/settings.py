@@ -48,6 +48,7 @@ class ExtractSettings:
     lock_file: str = ""  # run lock for SQLite / other; default: next to the database
     workers: int = 1  # processes building files in parallel (2+ for a national day)
     po_box: str = "warning"  # PO Box street: warning (sent) | reject (held back) | off
+    metrics_file: str = ""  # run-daily writes Prometheus gauges here (node_exporter textfile)
 
     @cached_property
     def pmp(self) -> profiles.Profile:
