@@ -596,6 +596,7 @@ def validate_cmd(files, state, profile, as_json, po_box, no_drug_list, today) ->
     import json
 
     from cashcapture.core import profiles
+    from cashcapture.core.pmp.asap.codec import file_version
     from cashcapture.core.pmp.rules import code_tables
     from cashcapture.core.pmp.validate import Validator
 
@@ -607,8 +608,7 @@ def validate_cmd(files, state, profile, as_json, po_box, no_drug_list, today) ->
         state = chosen.state
 
     def rules_for(data: bytes):  # noqa: ANN202
-        version = data[3:].split(b"*", 1)[0].decode("ascii", "replace") if data[:2] == b"TH" else ""
-        rules = (chosen or profiles.for_file(state, version)).rules(state)
+        rules = (chosen or profiles.for_file(state, file_version(data))).rules(state)
         return dataclasses.replace(rules, po_box=po_box) if po_box else rules
 
     drug_list = None if no_drug_list else _drug_list(state)
@@ -1100,14 +1100,22 @@ def _console():
     type=click.Path(file_okay=False),
     help="Folder for the database, configs, files and collector (emptied on each run).",
 )
-def demo_cmd(folder: str) -> int:
+@click.option(
+    "--profile",
+    default="KY",
+    show_default=True,
+    help="The state profile the files are made for (KY: ASAP 4.2; KY-2011: ASAP 4.1).",
+)
+def demo_cmd(folder: str, profile: str) -> int:
     """Run the whole pipeline on loopback: adapter, payer, claims, extract, SFTP, report."""
     from pathlib import Path
 
     from sqlalchemy.exc import SQLAlchemyError
 
     from cashcapture.app import demo
+    from cashcapture.core import profiles
 
+    profiles.load(profile)  # a wrong name: one line before anything starts
     console = _console()
     try:
         with console.status("starting") as status:
@@ -1116,7 +1124,7 @@ def demo_cmd(folder: str) -> int:
                 console.print(f"[green]✓[/] {message}")
                 status.update("working")
 
-            result = demo.run(Path(folder), step=step)
+            result = demo.run(Path(folder), profile=profile, step=step)
     except demo.DemoError as exc:
         raise UserError(str(exc)) from None
     except OSError as exc:

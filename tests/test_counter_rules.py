@@ -175,9 +175,18 @@ def test_codec_rejected_controlled_claim_also_hears_of_the_state_s_rules():
 def test_the_adapter_config_resolves_the_state_s_rules_and_refuses_an_unknown_state():
     from cashcapture.adapter import config
 
-    assert config.state_rules(config.from_dict({})) is for_state("KY")
+    assert config.state_rules(config.from_dict({})) == for_state("KY")
     with pytest.raises(config.ConfigError, match="adapter.state"):
         config.from_dict({"adapter": {"state": "ZZ"}})
+    # the profile the extract uses, so both judge alike
+    old = config.state_rules(config.from_dict({"adapter": {"profile": "KY-2011"}}))
+    assert (old.version, old.ssn) == ("4.1", "2011")
+    ohio = config.state_rules(
+        config.from_dict({"adapter": {"state": "OH", "profile": "ASAP-4.2A"}})
+    )
+    assert (ohio.state, ohio.version) == ("OH", "4.2A")
+    with pytest.raises(config.ConfigError, match="adapter.profile KY reports to KY, not OH"):
+        config.from_dict({"adapter": {"state": "OH", "profile": "KY"}})
 
 
 def test_compiled_rules_are_reused_per_day():

@@ -68,6 +68,8 @@ def test_delivered_files_pass_cashcapture_validate(run):
     check = _cli("validate", *map(str, delivered))
     assert check.returncode == 0, check.stdout
     assert check.stdout.count("Accept") == 4
+    # the default profile is Kentucky today: ASAP 4.2
+    assert all(path.read_bytes().startswith(b"TH*4.2*") for path in delivered)
     # what the collector got is byte for byte what was written
     for path in delivered:
         assert path.read_bytes() == (folder / "outbox" / path.name).read_bytes()
@@ -134,6 +136,25 @@ def test_folder_is_left_for_a_person(run):
     settings = load_settings(folder / demo.CONFIG_TOML)
     assert settings.sftp.host == "127.0.0.1"
     assert settings.outbox_dir() == folder.resolve() / "outbox"
+
+
+def test_profile_ky_2011_runs_the_41_pipeline(tmp_path):
+    folder = tmp_path / "old"
+    proc = _cli("demo", "--dir", str(folder), "--profile", "KY-2011")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "profile KY-2011, ASAP 4.1" in proc.stdout
+    delivered = sorted((folder / demo.COLLECTOR_DIR).glob("*.dat"))
+    assert len(delivered) == 4
+    assert all(path.read_bytes().startswith(b"TH*4.1*") for path in delivered)
+    check = _cli("validate", *map(str, delivered))
+    assert check.returncode == 0 and check.stdout.count("Accept") == 4, check.stdout
+
+
+def test_an_unknown_profile_is_one_line_before_anything_starts(tmp_path):
+    proc = _cli("demo", "--dir", str(tmp_path / "x"), "--profile", "KY-1999")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "unknown profile 'KY-1999'" in proc.stderr
+    assert not (tmp_path / "x").exists()
 
 
 def test_rerun_starts_clean(tmp_path):

@@ -16,11 +16,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cashcapture.adapter import framing
+from cashcapture.core import profiles
 from cashcapture.core.configfile import DEFAULT_URL, ConfigError, check_sections, read
 from cashcapture.core.configfile import SECTIONS as SECTIONS  # re-exported: the adapter's view
 from cashcapture.core.ids import ascii_digits
 from cashcapture.core.pmp.records import PAYMENT_TYPES
-from cashcapture.core.pmp.rules import StateRules, for_state
+from cashcapture.core.pmp.rules import StateRules
 
 MAX_FRAME = 65535  # the largest message any framing carries (len2: a 2-byte length)
 DEFAULT_DB = DEFAULT_URL  # the store's one default
@@ -79,6 +80,7 @@ class Config:
     payers: tuple[PayerRoute, ...] = ()
     db: str = DEFAULT_DB
     state: str = "KY"
+    profile: str = ""  # "" = the state's own (KY); keep it [extract] profile's
     drug_list: str | None = None
     metrics_port: int = 0
     workers: int = 1
@@ -96,6 +98,7 @@ _ADAPTER_KEYS = {
     "max_message_size": int,
     "db": str,
     "state": str,
+    "profile": str,
     "drug_list": str,
     "metrics_port": int,
     "workers": int,
@@ -191,11 +194,17 @@ def from_dict(data: dict) -> Config:
 
 
 def state_rules(cfg: Config) -> StateRules:
-    """The record rules of the adapter's state: the counter pays only what they take."""
+    """The record rules of the adapter's state under its profile (the extract's): the
+    counter pays as captured only what the state's file will take."""
+    name = cfg.profile or cfg.state
     try:
-        return for_state(cfg.state)
-    except KeyError as exc:
-        raise ConfigError(f"adapter.state: {exc.args[0]}") from None
+        profile = profiles.load(name)
+    except profiles.ProfileError as exc:
+        key = "profile" if cfg.profile else "state"
+        raise ConfigError(f"adapter.{key}: {exc} (no profile for state {cfg.state})") from None
+    if profile.state and profile.state != cfg.state:
+        raise ConfigError(f"adapter.profile {name} reports to {profile.state}, not {cfg.state}")
+    return profile.rules(cfg.state)
 
 
 def _check(cfg: Config) -> None:

@@ -134,7 +134,7 @@ def prepare(folder: Path) -> Path:
     return folder
 
 
-def config_toml(db_url: str, payer_port: int, sftp_section: str) -> str:
+def config_toml(db_url: str, payer_port: int, sftp_section: str, profile: str = "KY") -> str:
     """The demo's one config file: adapter, routes, the simulated payer, extract, SFTP."""
     cash, cert, insured = (
         demo_claims.CASH_ROUTE,
@@ -147,7 +147,8 @@ def config_toml(db_url: str, payer_port: int, sftp_section: str) -> str:
         "#   cashcapture status --config cashcapture.toml --db ...\n"
         "[adapter]\n"
         f'db = "{db_url}"\n'
-        'state = "KY"\n\n'
+        'state = "KY"\n'
+        f'profile = "{profile}"\n\n'
         "[[listeners]]\n"
         'host = "127.0.0.1"\n'
         "port = 0\n"
@@ -162,11 +163,12 @@ def config_toml(db_url: str, payer_port: int, sftp_section: str) -> str:
         "timeout = 5.0\n"
         'payment_type = "commercial"  # DSP16 04 for its fills\n\n'
         "[extract]\n"
-        'state = "KY"\n'
+        f'profile = "{profile}"  # cashcapture profiles list\n'
         'outbox = "outbox"\n'
-        'zero_reports = "daily"\n'
+        'zero_reports = "daily"  # every pharmacy gets a file, whatever the profile says\n'
         'po_box = "reject"  # hold PO Box records back, as the guide\'s reject table shows\n\n'
-        + sftp_section + "retries = 2\nbackoff = 0.2\ntimeout = 10.0\n"
+        + sftp_section
+        + "retries = 2\nbackoff = 0.2\ntimeout = 10.0\n"
     )
 
 
@@ -303,7 +305,7 @@ def route_of(data: bytes) -> str:
 # --- the run -----------------------------------------------------------------------------
 
 
-def run(folder: Path, *, step: Step = lambda _msg: None) -> DemoResult:
+def run(folder: Path, *, profile: str = "KY", step: Step = lambda _msg: None) -> DemoResult:
     """Run the whole demo in ``folder``; ``step`` hears about progress as it happens."""
     from extract.sftp_server import LoopbackSftpServer
 
@@ -322,11 +324,11 @@ def run(folder: Path, *, step: Step = lambda _msg: None) -> DemoResult:
     try:
         info = sftp.start()
         step(f"collector SFTP server on 127.0.0.1:{info.port}, host key pinned ({_short(info)})")
-        result, settings = asyncio.run(_claims(folder, db_url, info.toml(), step))
+        result, settings = asyncio.run(_claims(folder, db_url, info.toml(), profile, step))
         _extract_and_submit(db_url, settings, result, step)
     finally:
         sftp.stop()
-    _check_collector(result, step)
+    _check_collector(result, settings, step)
     _count_fills(db_url, result)
     result.seconds = time.perf_counter() - started
     return result
@@ -350,7 +352,7 @@ def _register(db_url: str) -> None:
         engine.dispose()
 
 
-async def _claims(folder: Path, db_url: str, sftp_section: str, step: Step):
+async def _claims(folder: Path, db_url: str, sftp_section: str, profile: str, step: Step):
     """Write the config, run adapter and payer, send the claims: (DemoResult, extract settings).
 
     The claims are dated today in the extract's time zone, the day it will extract.
@@ -365,7 +367,7 @@ async def _claims(folder: Path, db_url: str, sftp_section: str, step: Step):
     try:
         step(f"simulated insured payer {demo_claims.INSURED_ROUTE} on 127.0.0.1:{payer_port}")
         path = folder / CONFIG_TOML
-        path.write_text(config_toml(db_url, payer_port, sftp_section))
+        path.write_text(config_toml(db_url, payer_port, sftp_section, profile))
         cfg = config.load(path)
         settings = load_settings(path)
         day = dt.datetime.now(settings.extract.zone()).date()
@@ -429,15 +431,19 @@ def _extract_and_submit(db_url: str, settings, result: DemoResult, step: Step) -
         engine.dispose()
 
 
-def _check_collector(result: DemoResult, step: Step) -> None:
-    """Validate what the collector received, as `cashcapture validate` would."""
-    from cashcapture.core import drugs
-    from cashcapture.core.pmp.rules import for_state
+def _check_collector(result: DemoResult, settings, step: Step) -> None:
+    """Validate what the collector received, as `cashcapture validate` would: each file
+    by the rules of its TH01 version under the state's profile."""
+    from cashcapture.core import drugs, profiles
+    from cashcapture.core.pmp.asap.codec import file_version
     from cashcapture.core.pmp.validate import Validator
 
-    validator = Validator(for_state("KY"), drugs.load("KY"), today=result.day)
+    state = settings.extract.report_state
+    drug_list = drugs.load(state)
     for path in sorted((result.folder / COLLECTOR_DIR).glob("*.dat")):
-        report = validator.validate(path.read_bytes())
+        data = path.read_bytes()
+        rules = profiles.for_file(state, file_version(data)).rules(state)
+        report = Validator(rules, drug_list, today=result.day).validate(data)
         result.delivered.append(
             DeliveredFile(
                 path.name,
@@ -449,7 +455,10 @@ def _check_collector(result: DemoResult, step: Step) -> None:
             )
         )
     accepted = sum(1 for f in result.delivered if f.exit_code == 0)
-    step(f"collector folder: {len(result.delivered)} files, {accepted} pass the KY validator")
+    step(
+        f"collector folder: {len(result.delivered)} files, {accepted} pass the {state} "
+        f"validator (profile {settings.extract.profile}, ASAP {settings.extract.version})"
+    )
 
 
 def _count_fills(db_url: str, result: DemoResult) -> None:

@@ -236,6 +236,15 @@ def structure(sp: Split, trailer: Trailer | None = None) -> Iterator[RawRecord]:
 # --- values <-> element strings ----------------------------------------------
 
 
+def file_version(data: bytes) -> str:
+    """TH01 of a file (the element after "TH" and its separator), "" when it has none:
+    which version's table reads and judges it."""
+    if data[:2] != b"TH" or len(data) < 3:
+        return ""
+    sep = data[2:3]
+    return data[3:].split(sep, 1)[0][:10].decode("ascii", "replace")
+
+
 def format_date(d: date) -> str:
     return f"{d.year:04d}{d.month:02d}{d.day:02d}"
 
