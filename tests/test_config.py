@@ -64,8 +64,16 @@ def test_example_file_is_read_by_the_adapter_and_the_extract():
 
 def test_example_file_covers_every_setting():
     keys = _keys(EXAMPLE)
+    # Config fields read from another section (metadata "from": "section.key") are that
+    # section's keys: the counter takes the file's profile from [extract].
+    borrowed = {f.name: f.metadata["from"] for f in dataclasses.fields(config.Config)
+                if "from" in f.metadata}  # fmt: skip
+    assert borrowed == {"extract_profile": "extract.profile"}
+    for source in borrowed.values():
+        section, key = source.split(".")
+        assert key in keys[section]
     assert keys["adapter"] == {f.name for f in dataclasses.fields(config.Config)} - {
-        "listeners", "cash", "certification", "payers",
+        "listeners", "cash", "certification", "payers", *borrowed,
     }  # fmt: skip
     assert keys["listeners"] == {f.name for f in dataclasses.fields(config.Listener)}
     assert keys["routes"] == {"cash", "certification"}
@@ -79,7 +87,11 @@ def test_example_values_not_marked_example_are_the_defaults():
     cfg = config.load(EXAMPLE)
     default = config.Config()
     for f in dataclasses.fields(config.Config):
-        if f.name not in ("listeners", "cash", "certification", "payers"):
+        if "from" in f.metadata:  # read from [extract]: that section's default
+            _, key = f.metadata["from"].split(".")
+            want = getattr(extract_settings.ExtractSettings(), key)
+            assert getattr(cfg, f.name) == want, f.name
+        elif f.name not in ("listeners", "cash", "certification", "payers"):
             assert getattr(cfg, f.name) == getattr(default, f.name), f.name
     assert cfg.listeners[0] == config.Listener()
     assert cfg.payers[0].framing == "stx"

@@ -172,8 +172,9 @@ def test_codec_rejected_controlled_claim_also_hears_of_the_state_s_rules():
     assert "CY" in codes and len(codes) >= 2
 
 
-def test_the_adapter_config_resolves_the_state_s_rules_and_refuses_an_unknown_state():
+def test_the_counter_takes_the_rules_of_the_file_s_profile_and_refuses_an_unknown_one():
     from cashcapture.adapter import config
+    from cashcapture.core import profiles
 
     assert config.state_rules(config.from_dict({})) == for_state("KY")
     with pytest.raises(config.ConfigError, match="adapter.state"):
@@ -187,6 +188,16 @@ def test_the_adapter_config_resolves_the_state_s_rules_and_refuses_an_unknown_st
     assert (ohio.state, ohio.version) == ("OH", "4.2A")
     with pytest.raises(config.ConfigError, match="adapter.profile KY reports to KY, not OH"):
         config.from_dict({"adapter": {"state": "OH", "profile": "KY"}})
+    # with no [adapter] profile the counter follows the file's: [extract] profile
+    older = config.state_rules(config.from_dict({"extract": {"profile": "KY-2011"}}))
+    assert (older.version, older.ssn) == ("4.1", "2011")
+    assert config.state_rules(config.from_dict({"extract": {"profile": "KY"}})) == (
+        profiles.load("KY").rules()
+    )
+    with pytest.raises(config.ConfigError, match="differs from \\[extract\\] profile KY-2011"):
+        config.from_dict({"adapter": {"profile": "KY"}, "extract": {"profile": "KY-2011"}})
+    with pytest.raises(config.ConfigError, match="^\\[extract\\] profile: unknown"):
+        config.from_dict({"extract": {"profile": "ZZ"}})
 
 
 def test_compiled_rules_are_reused_per_day():
@@ -290,9 +301,14 @@ def cash_claims(draw, rx: int) -> bytes:
     return ncpdp.build(req)
 
 
-@pytest.fixture
-def counter_store(tmp_path):
-    """A real store with the fixture pharmacy, the real counter (Router) over it."""
+# Each shipped profile, as the one config file names it for the extract (and so the counter).
+PROFILES = {"KY": {}, "KY-2011": {"profile": "KY-2011"}, "ASAP-4.2A": {"profile": "ASAP-4.2A"}}
+
+
+@pytest.fixture(params=sorted(PROFILES))
+def counter_store(request, tmp_path):
+    """A real store with the fixture pharmacy, the real counter (Router) over it, reading
+    the [extract] section of the profile under test."""
     from cashcapture.adapter import config
     from cashcapture.adapter.router import Router
     from cashcapture.core.store import (
@@ -313,11 +329,12 @@ def counter_store(tmp_path):
         {
             "adapter": {"db": url, "spool": str(tmp_path / "spool")},
             "routes": {"cash": [f"{fx.CASH_BIN}/{fx.CASH_PCN}"]},
+            "extract": PROFILES[request.param],
         }
     )
     committer = GroupCommitter(engine).start()
     router = Router(cfg, committer, schedule_of)
-    yield router, sessions
+    yield router, sessions, PROFILES[request.param]
     router.close()
     committer.close()
     engine.dispose()
@@ -340,7 +357,7 @@ def test_no_claim_paid_as_captured_is_held_back_at_extract(counter_store, tmp_pa
     from cashcapture.core.store.types import utcnow
     from extract.daily import Checker, extract
 
-    router, sessions = counter_store
+    router, sessions, profile = counter_store
     claims = [data.draw(cash_claims(next(_rx))) for _ in range(data.draw(st.integers(1, 4)))]
 
     async def send() -> list:
@@ -350,7 +367,7 @@ def test_no_claim_paid_as_captured_is_held_back_at_extract(counter_store, tmp_pa
     captured = [r for r in replies if r.status == "P" and b"captured for PMP" in r.data]
     # the extract as it runs the next day, with the counter's drug list
     tomorrow = TOMORROW
-    cfg = extract_settings(tmp_path, zero_reports="off")
+    cfg = extract_settings(tmp_path, zero_reports="off", state="KY", **profile)
     checker = Checker(cfg.extract.rules(), tomorrow, drug_list=set(fx_schedules()))
     result = extract(
         sessions,

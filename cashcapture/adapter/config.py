@@ -12,7 +12,7 @@ PCN of that BIN, and a route with a PCN wins over one without.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cashcapture.adapter import framing
@@ -80,7 +80,7 @@ class Config:
     payers: tuple[PayerRoute, ...] = ()
     db: str = DEFAULT_DB
     state: str = "KY"
-    profile: str = ""  # "" = the state's own (KY); keep it [extract] profile's
+    profile: str = ""  # "" = the [extract] profile of the same file, else the state's own
     drug_list: str | None = None
     metrics_port: int = 0
     workers: int = 1
@@ -88,6 +88,9 @@ class Config:
     log_level: str = "INFO"
     commit_max_batch: int = 256
     spool: str = ""  # "": beside a SQLite database, else ./cashcapture.spool (spool.spool_path)
+    # [extract] profile of the same file (read here, checked by the extract): the counter
+    # follows it, so that the counter and the state's file judge a fill by one rule set.
+    extract_profile: str = field(default="", metadata={"from": "extract.profile"})
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -143,6 +146,7 @@ def from_dict(data: dict) -> Config:
     adapter = data.get("adapter", {})
     _unknown("[adapter]", adapter, set(_ADAPTER_KEYS))
     kw: dict = {k: _typed("adapter", k, v, _ADAPTER_KEYS[k]) for k, v in adapter.items()}
+    kw["extract_profile"] = str(data.get("extract", {}).get("profile", ""))
 
     listeners = []
     for i, item in enumerate(data.get("listeners", [])):
@@ -196,14 +200,26 @@ def from_dict(data: dict) -> Config:
 def state_rules(cfg: Config) -> StateRules:
     """The record rules of the adapter's state under its profile (the extract's): the
     counter pays as captured only what the state's file will take."""
-    name = cfg.profile or cfg.state
+    if cfg.profile and cfg.extract_profile and cfg.profile != cfg.extract_profile:
+        raise ConfigError(
+            f"adapter.profile {cfg.profile} differs from [extract] profile {cfg.extract_profile}: "
+            "the counter would pay what the state's file refuses (leave adapter.profile out)"
+        )
+    name = cfg.profile or cfg.extract_profile or cfg.state
     try:
         profile = profiles.load(name)
     except profiles.ProfileError as exc:
-        key = "profile" if cfg.profile else "state"
-        raise ConfigError(f"adapter.{key}: {exc} (no profile for state {cfg.state})") from None
+        key = (
+            "adapter.profile"
+            if cfg.profile
+            else "[extract] profile"
+            if cfg.extract_profile
+            else "adapter.state"
+        )
+        raise ConfigError(f"{key}: {exc} (no profile for state {cfg.state})") from None
     if profile.state and profile.state != cfg.state:
-        raise ConfigError(f"adapter.profile {name} reports to {profile.state}, not {cfg.state}")
+        key = "[extract] profile" if not cfg.profile and cfg.extract_profile else "adapter.profile"
+        raise ConfigError(f"{key} {name} reports to {profile.state}, not {cfg.state}")
     return profile.rules(cfg.state)
 
 
