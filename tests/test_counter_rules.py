@@ -408,3 +408,17 @@ def test_over_tcp_the_state_s_refusal_is_a_reject_and_nothing_is_captured(migrat
         assert fill.rx_number == "502"
     finally:
         running.stop()
+
+
+def test_a_fill_for_several_states_meets_each_state_s_rules():
+    """An SSN in area 773: issued by the SSA since 2011 (KY today takes it), refused by the
+    2011 guide's rules. Judged for both, the claim is rejected once, naming the field."""
+    from cashcapture.core.pmp.rules.ky import KY_2011
+
+    req = with_patient(b1(), CX="01", CY="773123456")
+    assert judge(req, rules=KY).status == "P"
+    assert judge(req, rules=KY_2011).status == "R"
+    d = judge(req, rules=(KY, KY_2011))
+    codes, text = answer(d)
+    assert d.status == "R" and codes == ["CY"] and text.count("PMP: Patient ID") == 1
+    assert judge(req, rules=()).status == "P"  # no state's rules: the capture's only

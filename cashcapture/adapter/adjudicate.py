@@ -31,7 +31,6 @@ from decimal import Decimal
 import ncpdp
 from cashcapture.adapter import capture, recordcheck
 from cashcapture.core.pmp.records import PAY_PRIVATE
-from cashcapture.core.pmp.rules import StateRules
 from ncpdp import Request, Response, Segment, responses
 from ncpdp.dictionary import reject_description
 from ncpdp.responses import MAX_MESSAGE_LINES, Answer, Pricing
@@ -328,7 +327,7 @@ def _pmp_problems(
     request: Request,
     i: int,
     schedule_of: Callable[[str], str | None],
-    rules: StateRules | None,
+    rules: recordcheck.Rules,
     latest_service_date: dt.date | None,
 ) -> list[capture.Problem]:
     """What the PMP record of transaction ``i`` lacks, when it dispenses a controlled drug."""
@@ -373,7 +372,7 @@ class Inputs:
     auth_number: str
     capture: bool = True  # False: certification, judged alike but nothing captured
     latest_service_date: dt.date | None = None  # the edge's today (+1 day): no future DOS
-    rules: StateRules | None = None  # the state's record rules (None: the capture's own only)
+    rules: recordcheck.Rules = None  # the state's record rules (None: the capture's own only)
 
 
 def schedule(segments: list[Segment], schedule_of: Callable[[str], str | None]) -> str | None:
@@ -480,7 +479,7 @@ def adjudicate(
     problems: Sequence[CodecProblem] = (),
     capture_on: bool = True,
     latest_service_date: dt.date | None = None,
-    rules: StateRules | None = None,
+    rules: recordcheck.Rules = None,
 ) -> Decision:
     """Judge every transaction of a cash request on its own.
 
@@ -488,8 +487,9 @@ def adjudicate(
     ``schedule_of(ndc)`` the drug list's schedule of an NDC (None: not reportable);
     ``problems`` are `ncpdp.validate`'s findings. A message-level problem
     rejects the whole transmission; a transaction's own problems reject it alone.
-    ``rules``: the state's record rules, run on the record a controlled claim
-    would become (`recordcheck`), so the counter pays only what the state takes.
+    ``rules``: the state's record rules (or every state's the fill goes to), run
+    on the record a controlled claim would become (`recordcheck`), so the counter
+    pays only what the state takes.
     """
     problems = [p for p in problems if not _waived(request, p)]
     if any(p.transaction is None for p in problems):

@@ -181,25 +181,33 @@ def compiled(
     return check
 
 
+# The record rules a claim is judged by: one state's, or every state the fill goes to.
+Rules = StateRules | Sequence[StateRules] | None
+
+
 def claim_problems(
     extracted: capture.Extracted,
-    rules: StateRules | None,
+    rules: Rules,
     schedule_of: Callable[[str], str | None],
     latest_service_date: dt.date | None,
 ) -> list[capture.Problem]:
     """Everything the PMP record of a controlled claim lacks, in the counter's terms.
 
-    The capture's own problems first (a field missing or unreadable), then the
-    state's record rules on the record it makes, for fields the capture did not
-    already name, so the pharmacy hears of everything at once. ``rules`` None:
-    the capture's problems only.
+    The capture's own problems first (a field missing or unreadable), then each
+    state's record rules on the record it makes (a fill reported to several
+    states meets each one's), for fields not already named, so the pharmacy
+    hears of everything at once. ``rules`` None or empty: the capture's only.
     """
     problems = list(extracted.problems)
-    if rules is None:
+    every = (rules,) if isinstance(rules, StateRules) else tuple(rules or ())
+    if not every:
         return problems
     today = latest_service_date or dt.date.max
     values = dict(extracted.values, payment_type=PAY_PRIVATE)
-    check = compiled(rules, schedule_of, today)
     named = {p.field for p in problems}
-    found = check.problems(values, extracted.ingredients)
-    return problems + [p for p in found if p.field not in named]
+    for one in every:
+        for p in compiled(one, schedule_of, today).problems(values, extracted.ingredients):
+            if p.field not in named:
+                named.add(p.field)
+                problems.append(p)
+    return problems
