@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cashcapture.core import configfile, profiles
 from cashcapture.core.pmp.rules import StateRules
+from extract.packaging import PACKAGES
 
 ZERO_CADENCES = ("daily", "weekly", "off")
 PO_BOX_POLICIES = ("warning", "reject", "off")  # the guide shows the collector doing both
@@ -99,6 +100,8 @@ class SftpSettings:
     retries: int = 5  # attempts per file after a network fault
     backoff: float = 2.0  # first wait in seconds, doubled after each fault
     timeout: float = 30.0  # connect timeout in seconds
+    package: str = ""  # none | zip | pgp; "" = the profile's
+    pgp_public_key: str = ""  # the collector's OpenPGP public key file (package pgp)
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,15 @@ class Settings:
     sftp: SftpSettings = field(default_factory=SftpSettings)
     base_dir: Path = field(default_factory=Path.cwd)
     db: str = ""  # [adapter] db of the file: the store; `configfile.database_url` ranks it
+
+    def package(self) -> str:
+        """How files travel: [sftp] package, else the profile's."""
+        return self.sftp.package or self.extract.pmp.package
+
+    def remote_folder(self) -> str:
+        """Where files go: [sftp] remote_dir, plus the state's subfolder where the
+        profile's collector keeps one per state."""
+        return self.extract.pmp.folder(self.sftp.remote_dir, self.extract.report_state)
 
     def outbox_dir(self) -> Path:
         return (self.base_dir / self.extract.outbox).resolve()
@@ -183,6 +195,10 @@ def check(settings: Settings) -> Settings:
     ex.zone()
     if not 1 <= ex.workers <= 64:
         raise SettingsError("[extract] workers must be between 1 and 64")
+    if settings.sftp.package not in ("", *PACKAGES):
+        raise SettingsError(f"[sftp] package must be one of {', '.join(PACKAGES)}")
+    if settings.package() == "pgp" and not settings.sftp.pgp_public_key:
+        raise SettingsError("[sftp] pgp_public_key: package pgp needs the collector's public key")
     if settings.sftp.retries < 1:
         raise SettingsError("[sftp] retries must be at least 1")
     return settings

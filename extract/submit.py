@@ -37,6 +37,7 @@ from cashcapture.core.store.models import (
 )
 from cashcapture.core.store.repo import IN_FLIGHT, mark_fills_reported
 from cashcapture.core.store.types import utcnow
+from extract.packaging import KeyError_, Packer, load_public_key
 from extract.settings import Settings, SettingsError, SftpSettings
 
 CHUNK = 256 * 1024
@@ -182,6 +183,8 @@ class _Delivery:
         self.progress = progress or (lambda _name: None)
         self.sleep = sleep
         self.result = SubmitResult()
+        self.packer = packer(settings)  # a key that cannot encrypt: refused before connecting
+        self.folder = settings.remote_folder()
         self._conn: asyncssh.SSHClientConnection | None = None
         self._sftp: asyncssh.SFTPClient | None = None
 
@@ -264,20 +267,22 @@ class _Delivery:
         with writing(self.sessions) as s:
             sub = s.get_one(Submission, sid)
             name, state, local, content = sub.file_name, sub.state, sub.path, sub.content
+            created = sub.created_at
             if state not in IN_FLIGHT:
                 return  # another run finished it
             if state == SubmissionState.WRITTEN:
                 sub.state = submission_move(state, SubmissionState.UPLOADING)
+            if sub.remote_path is None:  # fixed once: a re-run sends the same name, packed alike
+                sub.remote_path = posixpath.join(self.folder, self.packer.remote_name(name))
+            final = sub.remote_path
             sub.attempts += 1
-        remote_dir = self.sftp_cfg.remote_dir or "/"
-        final = posixpath.join(remote_dir, name)
         temp = final + self.sftp_cfg.temp_suffix
         sftp = await self.client()
         if state == "uploading" and await sftp.exists(final):
             # Renamed before a crash; only the commit was lost.
             with writing(self.sessions) as s:
                 mark_uploaded(s, sid)
-            self.result.recovered.append(name)
+            self.result.recovered.append(posixpath.basename(final))
             self.progress(name)
             return
         if content is None:  # a file recorded by path only
@@ -285,6 +290,10 @@ class _Delivery:
                 raise _FileProblem(f"local file {local} is missing; cannot deliver")
             with open(local, "rb") as fh:
                 content = fh.read()
+        try:
+            content = self.packer.pack(final, name, content, created)
+        except KeyError_ as exc:
+            raise _FileProblem(str(exc)) from None
         checkpoint("before-upload")
         await self._upload(sftp, content, temp)
         checkpoint("after-upload")
@@ -296,7 +305,7 @@ class _Delivery:
         with writing(self.sessions) as s:
             mark_uploaded(s, sid)
         checkpoint("after-commit")
-        self.result.uploaded.append(name)
+        self.result.uploaded.append(posixpath.basename(final))
         self.progress(name)
 
     @staticmethod
@@ -316,6 +325,19 @@ class _Delivery:
 
 async def _asleep(seconds: float) -> None:
     await asyncio.sleep(seconds)
+
+
+def packer(settings: Settings) -> Packer:
+    """The run's packer; a PGP key that cannot encrypt is refused (one line) here,
+    before anything is sent."""
+    package = settings.package()
+    key = None
+    if settings.sftp.pgp_public_key:
+        try:
+            key = load_public_key(_resolve(settings.base_dir, settings.sftp.pgp_public_key))
+        except KeyError_ as exc:
+            raise SettingsError(f"[sftp] {exc}") from None
+    return Packer(package, key)
 
 
 def submit(

@@ -40,6 +40,7 @@ from cashcapture.core.store.models import (
     SubmissionRecord,
 )
 from cashcapture.core.store.types import utcnow
+from extract.packaging import plain_name
 
 ACCEPTED, FAILED, IN_PROCESS = STATE_VERDICTS
 DELIVERED = ("uploaded", "processed")
@@ -133,7 +134,9 @@ def read_status(text: str) -> list[StatusLine]:
 
 
 def _delivered(session: Session, file_name: str) -> Submission:
-    sub = session.scalar(select(Submission).where(Submission.file_name == file_name))
+    """The file the state names, by the name written or the name delivered (NAME.zip,
+    NAME.dat.pgp: the state may report either)."""
+    sub = session.scalar(select(Submission).where(Submission.file_name == plain_name(file_name)))
     if sub is None:
         raise VerdictError(f"{file_name}: no such file was written here")
     if sub.state not in DELIVERED:

@@ -277,6 +277,10 @@ class Submission(Base):
     state_note: Mapped[str | None] = mapped_column(Text, comment="the collector's words, if any")
     content: Mapped[bytes | None] = mapped_column(LargeBinary)
     path: Mapped[str | None] = mapped_column(String(500))
+    # Fixed when delivery starts, so a re-run looks for (and packs as) the same name.
+    remote_path: Mapped[str | None] = mapped_column(
+        String(600), comment="folder/NAME.dat[.pgp] or NAME.zip as sent; NULL until delivery starts"
+    )
 
     pharmacies: Mapped[list[Pharmacy]] = relationship(secondary=submission_pharmacies)
     records: Mapped[list[SubmissionRecord]] = relationship(
