@@ -131,6 +131,22 @@ def test_every_element_the_counter_fills_maps_to_a_claim_field_and_its_mi_code()
     assert recordcheck.SOURCES[("CDI", "product_id")] == "TE"
 
 
+def test_every_pmp_field_s_reject_is_its_mi_code_and_an_optional_one_is_never_empty():
+    """An optional field (prescriber name, phone, origin) that holds a character the file
+    cannot carry rejects the claim: with its M/I code, never an empty 511-FB."""
+    from ncpdp.dictionary import FIELD_REJECT
+
+    assert {r.code: r.reject for r in capture.FIELD_MAP} == {
+        r.code: FIELD_REJECT[r.code] for r in capture.FIELD_MAP
+    }
+    req = b1()
+    presc = ncpdp.find(req.transactions[0], "03")
+    presc.fields = [(c, "BA*KER" if c == "DR" else v) for c, v in presc.fields]
+    d = judge(req)
+    codes, text = answer(d)
+    assert d.status == "R" and codes == ["DR"] and "Prescriber Last Name" in text
+
+
 def test_findings_in_unjudged_segments_are_skipped_and_an_unfed_element_gets_nn():
     import dataclasses
 
@@ -277,13 +293,19 @@ PRESCRIBER_FIELDS = ("EZ", "DB", "DR", "2J")
 
 
 @st.composite
-def cash_claims(draw, rx: int) -> bytes:
+def cash_claims(draw, rx: int, rebill: bytes | None = None) -> bytes:
     """A cash B1 of a controlled drug in the fixtures' shape, its values varied: every
-    field plausible (names, addresses, dates, IDs, quantities), up to three of them wild."""
+    field plausible (names, addresses, dates, IDs, quantities), up to three of them wild.
+    ``rebill``: a B3 of that B1's fill (its Rx, fill number and date), all else drawn anew."""
     wild = draw(st.sets(st.sampled_from([*sorted(FIELDS), "D1"]), max_size=3))
     value = {code: draw(FIELDS[code][code in wild]) for code in FIELDS}
     soon = TODAY + dt.timedelta(days=3)
     dos = draw(st.dates(TODAY - dt.timedelta(days=400), soon if "D1" in wild else TODAY))
+    if rebill is not None:
+        of = ncpdp.parse(rebill)
+        value["D3"] = ncpdp.find(of.transactions[0], "07").get("D3")
+        rx = int(ncpdp.find(of.transactions[0], "07").get("D2"))
+        dos = dt.datetime.strptime(of.header.date_of_service, "%Y%m%d").date()
     written = draw(st.dates(dos - dt.timedelta(days=400), dos + dt.timedelta(days=2)))
     compound = draw(st.integers(0, 4)) == 4  # the compound fixture's shape, now and then
     ndc = draw(st.sampled_from([fx.OXYCODONE_APAP, fx.ALPRAZOLAM, fx.ZOLPIDEM]))
@@ -292,6 +314,8 @@ def cash_claims(draw, rx: int) -> bytes:
     claim += [(c, value[c]) for c in CLAIM_FIELDS]
     claim += [("D6", "2" if compound else "1"), ("D8", "0"), ("DE", written.strftime("%Y%m%d"))]
     req = fx.b1_compound() if compound else fx.b1_cash()
+    if rebill is not None:
+        req.header = fx.header("B3", 1)
     req.header.date_of_service = dos.strftime("%Y%m%d")
     req.segments[1] = Segment("01", [(c, value[c]) for c in PATIENT_FIELDS if value[c]])
     req.transactions[0][:2] = [
@@ -360,11 +384,18 @@ def test_no_claim_paid_as_captured_is_held_back_at_extract(counter_store, tmp_pa
     router, sessions, profile = counter_store
     claims = [data.draw(cash_claims(next(_rx))) for _ in range(data.draw(st.integers(1, 4)))]
 
-    async def send() -> list:
-        return [await router.handle(c) for c in claims]
+    async def send(batch: list[bytes]) -> list:
+        return [await router.handle(c) for c in batch]
 
-    replies = asyncio.run(send())
-    captured = [r for r in replies if r.status == "P" and b"captured for PMP" in r.data]
+    # some fills rebilled (B3) with other values, revised before the extract (drawn now:
+    # every draw comes before the store is touched, as hypothesis may stop at any draw)
+    rebills = {c: data.draw(cash_claims(0, rebill=c)) for c in claims if data.draw(st.booleans())}
+    replies = asyncio.run(send(claims))
+    captured = [c for c, r in zip(claims, replies, strict=True) if _captured(r)]
+    replies += asyncio.run(send([rebills[c] for c in captured if c in rebills]))
+    for r in replies:  # every reject names a code (511-FB never empty)
+        for txn in ncpdp.parse(r.data).transactions:
+            assert all(ncpdp.find(txn, "21").get_all("FB"))
     # the extract as it runs the next day, with the counter's drug list
     tomorrow = TOMORROW
     cfg = extract_settings(tmp_path, zero_reports="off", state="KY", **profile)
@@ -379,8 +410,12 @@ def test_no_claim_paid_as_captured_is_held_back_at_extract(counter_store, tmp_pa
     with sessions() as s:
         held = [r.message for r in s.scalars(select(RecordReject))]
     assert held == [] and result.rejected == 0, held
-    assert not result.failed
+    assert not result.failed, [f.errors for f in result.failed]
     assert result.records == len(captured)
+
+
+def _captured(reply) -> bool:
+    return reply.status == "P" and b"captured for PMP" in reply.data
 
 
 def fx_schedules() -> dict[str, str]:

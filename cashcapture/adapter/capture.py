@@ -53,7 +53,7 @@ class Invalid(ValueError):
 # fmt: off
 FIELD_MAP: tuple[FieldMap, ...] = (
     # code  seg     Fill column              ASAP     reject req   rule
-    FieldMap("CO", "01", "patient_id_jurisdiction", "PAT01", "", False, "id_jurisdiction"),
+    FieldMap("CO", "01", "patient_id_jurisdiction", "PAT01", "CO", False, "id_jurisdiction"),
     FieldMap("CX", "01", "patient_id_qualifier", "PAT02", "CX", True, "patient_id_qualifier"),
     FieldMap("CY", "01", "patient_id", "PAT03", "CY", True, "text"),
     FieldMap("CB", "01", "patient_last_name", "PAT07", "CB", True, "text"),
@@ -62,7 +62,7 @@ FIELD_MAP: tuple[FieldMap, ...] = (
     FieldMap("CN", "01", "patient_city", "PAT14", "CN", True, "text"),
     FieldMap("CO", "01", "patient_state", "PAT15", "CO", True, "us_state"),
     FieldMap("CP", "01", "patient_zip", "PAT16", "CP", True, "zip"),
-    FieldMap("CQ", "01", "patient_phone", "PAT17", "", False, "phone"),
+    FieldMap("CQ", "01", "patient_phone", "PAT17", "CQ", False, "phone"),
     FieldMap("C4", "01", "patient_dob", "PAT18", "09", True, "dob"),
     FieldMap("C5", "01", "patient_gender", "PAT19", "10", True, "gender"),
     FieldMap("D2", "07", "rx_number", "DSP02", "16", True, "rx_number"),
@@ -75,12 +75,12 @@ FIELD_MAP: tuple[FieldMap, ...] = (
     FieldMap("E7", "07", "quantity", "DSP09", "E7", True, "quantity"),
     FieldMap("D5", "07", "days_supply", "DSP10", "19", True, "days_supply"),
     FieldMap("28", "07", "dosage_units", "DSP11", "26", False, "unit_of_measure"),
-    FieldMap("DJ", "07", "rx_origin", "DSP12", "", False, "rx_origin"),
-    FieldMap("HD", "07", "partial_fill", "DSP13", "", False, "partial_fill"),
+    FieldMap("DJ", "07", "rx_origin", "DSP12", "33", False, "rx_origin"),
+    FieldMap("HD", "07", "partial_fill", "DSP13", "HD", False, "partial_fill"),
     FieldMap("EZ", "03", None, None, "EZ", True, "dea_qualifier"),
     FieldMap("DB", "03", "prescriber_dea", "PRE02", "25", True, "dea"),
-    FieldMap("DR", "03", "prescriber_last_name", "PRE05", "", False, "text"),
-    FieldMap("2J", "03", "prescriber_first_name", "PRE06", "", False, "text"),
+    FieldMap("DR", "03", "prescriber_last_name", "PRE05", "DR", False, "text"),
+    FieldMap("2J", "03", "prescriber_first_name", "PRE06", "2J", False, "text"),
 )
 
 # NCPDP 331-CX Patient ID Qualifier -> ASAP 4.1 PAT02 Patient ID Qualifier.

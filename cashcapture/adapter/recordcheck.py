@@ -56,7 +56,8 @@ UNJUDGED: tuple[Unjudged, ...] = (
     Unjudged(
         frozenset({"PHA"}),
         "pharmacy (PHA)",
-        "from the pharmacy registry, not the claim: `pharmacy add/import` checks it",
+        "from the pharmacy registry, not the claim: `pharmacy add/import` checks its DEA, "
+        "NPI, lengths and characters",
     ),
     Unjudged(
         frozenset(),
