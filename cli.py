@@ -1106,7 +1106,13 @@ def _console():
     show_default=True,
     help="The state profile the files are made for (KY: ASAP 4.2; KY-2011: ASAP 4.1).",
 )
-def demo_cmd(folder: str, profile: str) -> int:
+@click.option(
+    "--package",
+    type=click.Choice(["none", "zip", "pgp"]),
+    default=None,
+    help="How files travel (default: the profile's); pgp makes a collector key pair.",
+)
+def demo_cmd(folder: str, profile: str, package: str | None) -> int:
     """Run the whole pipeline on loopback: adapter, payer, claims, extract, SFTP, report."""
     from pathlib import Path
 
@@ -1124,7 +1130,7 @@ def demo_cmd(folder: str, profile: str) -> int:
                 console.print(f"[green]✓[/] {message}")
                 status.update("working")
 
-            result = demo.run(Path(folder), profile=profile, step=step)
+            result = demo.run(Path(folder), profile=profile, package=package or "", step=step)
     except demo.DemoError as exc:
         raise UserError(str(exc)) from None
     except OSError as exc:

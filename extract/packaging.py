@@ -156,23 +156,23 @@ class Packer:
 
 
 def generate_key_pair(user_id: str) -> tuple[str, str]:
-    """(public, secret) armored: an RSA 3072 OpenPGP v4 key that encrypts, for a
-    collector of our own (the demo's, tests). Not protected by a passphrase."""
+    """(public, secret) armored: an Ed25519 key with a Curve25519 encryption subkey
+    (what gpg makes by default), for a collector of our own (the demo's, tests); no
+    passphrase. Not RSA: gpg 2.2 fails on about 1 % of messages to RSA keys PGPy
+    generates (seen here: 6 of 500), never on Curve25519 ones (0 of 450)."""
     pgpy = _pgpy()
     c = pgpy.constants
     with _quiet():
-        key = pgpy.PGPKey.new(c.PubKeyAlgorithm.RSAEncryptOrSign, 3072)
+        key = pgpy.PGPKey.new(c.PubKeyAlgorithm.EdDSA, c.EllipticCurveOID.Ed25519)
         key.add_uid(
             pgpy.PGPUID.new(user_id),
-            usage={
-                c.KeyFlags.Certify,
-                c.KeyFlags.EncryptCommunications,
-                c.KeyFlags.EncryptStorage,
-            },
+            usage={c.KeyFlags.Certify, c.KeyFlags.Sign},
             hashes=[c.HashAlgorithm.SHA256],
             ciphers=[c.SymmetricKeyAlgorithm.AES256],
             compression=[c.CompressionAlgorithm.ZLIB, c.CompressionAlgorithm.Uncompressed],
         )
+        sub = pgpy.PGPKey.new(c.PubKeyAlgorithm.ECDH, c.EllipticCurveOID.Curve25519)
+        key.add_subkey(sub, usage={c.KeyFlags.EncryptCommunications, c.KeyFlags.EncryptStorage})
         return str(key.pubkey), str(key)
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
+from _gpg import GPG, gpg_home
 from sqlalchemy import func, select
 
 import ncpdp
@@ -148,6 +150,42 @@ def test_profile_ky_2011_runs_the_41_pipeline(tmp_path):
     assert all(path.read_bytes().startswith(b"TH*4.1*") for path in delivered)
     check = _cli("validate", *map(str, delivered))
     assert check.returncode == 0 and check.stdout.count("Accept") == 4, check.stdout
+
+
+@pytest.mark.skipif(GPG is None, reason="the gpg binary is not installed on this machine")
+def test_package_pgp_files_decrypt_with_gpg_and_the_written_secret_key(tmp_path):
+    folder = tmp_path / "pgp"
+    proc = _cli("demo", "--dir", str(folder), "--package", "pgp")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    secret = folder / "keys" / "collector-pgp-secret.asc"
+    assert secret.stat().st_mode & 0o777 == 0o600
+    delivered = sorted((folder / demo.COLLECTOR_DIR).iterdir())
+    assert len(delivered) == 4 and all(p.name.endswith(".dat.pgp") for p in delivered)
+    with gpg_home(tmp_path) as gpg:
+        gpg("--import", str(secret))
+        plains = {path.name: gpg("--decrypt", str(path)) for path in delivered}
+    for path in delivered:
+        plain = plains[path.name]
+        assert plain.startswith(b"TH*4.2*")
+        out = tmp_path / path.name.removesuffix(".pgp")
+        out.write_bytes(plain)
+        check = _cli("validate", str(out))
+        assert check.returncode == 0 and "Accept" in check.stdout, check.stdout
+
+
+def test_package_zip_files_unzip_to_valid_files(tmp_path):
+    folder = tmp_path / "zip"
+    proc = _cli("demo", "--dir", str(folder), "--package", "zip")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    delivered = sorted((folder / demo.COLLECTOR_DIR).iterdir())
+    assert len(delivered) == 4 and all(p.suffix == ".zip" for p in delivered)
+    for path in delivered:
+        with zipfile.ZipFile(path) as z:
+            [member] = z.namelist()
+            assert member == path.stem + ".dat"
+            (tmp_path / member).write_bytes(z.read(member))
+        check = _cli("validate", str(tmp_path / member))
+        assert check.returncode == 0 and "Accept" in check.stdout, check.stdout
 
 
 def test_an_unknown_profile_is_one_line_before_anything_starts(tmp_path):

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import os
-import shutil
-import subprocess
 import zipfile
 from pathlib import Path
 
 import pytest
 from _extract_helpers import TODAY, good_fill, pharmacies, sessions, settings  # noqa: F401
+from _gpg import GPG, gpg_home
 from _sftp_server import remote_files, sftp_server  # noqa: F401
 from hypothesis import given
 from hypothesis import strategies as st
@@ -25,8 +23,6 @@ import cli
 from cashcapture.core.store import Submission
 from extract import packaging
 from extract.daily import extract
-
-GPG = shutil.which("gpg")
 
 
 @pytest.fixture(scope="module")
@@ -96,38 +92,28 @@ def test_pgp_delivers_name_dat_pgp_that_decrypts_to_the_file(
 @pytest.mark.skipif(GPG is None, reason="the gpg binary is not installed on this machine")
 def test_gpg_decrypts_what_we_encrypt_to_its_own_key(tmp_path):
     """Interoperability both ways round: a key gpg made, a message PGPy made."""
-    home = tmp_path / "gnupg"
-    home.mkdir(mode=0o700)
-    env = {**os.environ, "GNUPGHOME": str(home)}
-
-    def gpg(*args: str, data: bytes | None = None) -> bytes:
-        done = subprocess.run(
-            [GPG, "--batch", "--pinentry-mode", "loopback", "--passphrase", "", *args],
-            input=data, capture_output=True, env=env, timeout=120, check=True,
-        )  # fmt: skip
-        return done.stdout
-
-    gpg("--quick-gen-key", "State PMP <pmp@ky.example>", "default", "default", "never")
-    (tmp_path / "state.gpg").write_bytes(gpg("--export", "pmp@ky.example"))  # binary key
-    key = packaging.load_public_key(tmp_path / "state.gpg")
     asap = b"TH*4.2*PMP_KY_X_1_20261204010203*01**20261205*010203*P**~~TT*X*2~"
-    assert gpg("--decrypt", data=key.encrypt(asap)) == asap
-    # and gpg reads the secret key our library makes (the demo writes one)
     public, secret = packaging.generate_key_pair("Demo collector <demo@example.org>")
     (tmp_path / "demo.asc").write_text(public)
-    gpg("--import", data=secret.encode())
-    message = packaging.load_public_key(tmp_path / "demo.asc").encrypt(asap)
-    assert gpg("--decrypt", data=message) == asap
+    with gpg_home(tmp_path) as gpg:
+        gpg("--quick-gen-key", "State PMP <pmp@ky.example>", "default", "default", "never")
+        (tmp_path / "state.gpg").write_bytes(gpg("--export", "pmp@ky.example"))  # binary key
+        key = packaging.load_public_key(tmp_path / "state.gpg")
+        assert gpg("--decrypt", data=key.encrypt(asap)) == asap
+        # and gpg reads the secret key our library makes (the demo writes one)
+        gpg("--import", data=secret.encode())
+        message = packaging.load_public_key(tmp_path / "demo.asc").encrypt(asap)
+        assert gpg("--decrypt", data=message) == asap
 
 
 def _expired_key(path: Path) -> Path:
     import warnings
 
-    import pgpy
-    from pgpy.constants import HashAlgorithm, KeyFlags, PubKeyAlgorithm
-
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # PGPy imports imghdr (deprecated)
         warnings.simplefilter("ignore")
+        import pgpy
+        from pgpy.constants import HashAlgorithm, KeyFlags, PubKeyAlgorithm
+
         created = dt.datetime.now(dt.UTC) - dt.timedelta(days=400)
         key = pgpy.PGPKey.new(PubKeyAlgorithm.RSAEncryptOrSign, 2048, created=created)
         key.add_uid(
@@ -143,11 +129,11 @@ def _expired_key(path: Path) -> Path:
 def _signing_only_key(path: Path) -> Path:
     import warnings
 
-    import pgpy
-    from pgpy.constants import HashAlgorithm, KeyFlags, PubKeyAlgorithm
-
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # PGPy imports imghdr (deprecated)
         warnings.simplefilter("ignore")
+        import pgpy
+        from pgpy.constants import HashAlgorithm, KeyFlags, PubKeyAlgorithm
+
         key = pgpy.PGPKey.new(PubKeyAlgorithm.RSAEncryptOrSign, 2048)
         key.add_uid(pgpy.PGPUID.new("Signer"), usage={KeyFlags.Sign}, hashes=[HashAlgorithm.SHA256])
         path.write_text(str(key.pubkey))
@@ -157,11 +143,11 @@ def _signing_only_key(path: Path) -> Path:
 def _revoked_key(path: Path) -> Path:
     import warnings
 
-    import pgpy
-    from pgpy.constants import HashAlgorithm, KeyFlags, PubKeyAlgorithm, RevocationReason
-
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # PGPy imports imghdr (deprecated)
         warnings.simplefilter("ignore")
+        import pgpy
+        from pgpy.constants import HashAlgorithm, KeyFlags, PubKeyAlgorithm, RevocationReason
+
         key = pgpy.PGPKey.new(PubKeyAlgorithm.RSAEncryptOrSign, 2048)
         key.add_uid(
             pgpy.PGPUID.new("Retired"),

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import shutil
 import time
 from collections import Counter
@@ -39,6 +40,7 @@ from ncpdp.responses import Pricing
 
 MARKER = ".cashcapture-demo"
 DEFAULT_DIR = "demo-run"
+PGP_PUBLIC = "keys/collector-pgp-public.asc"  # relative to the demo folder (the config's)
 CONFIG_TOML = "cashcapture.toml"  # one file: the adapter's and the extract's sections
 DB_FILE = "cashcapture.db"
 COLLECTOR_DIR = "collector"
@@ -134,7 +136,9 @@ def prepare(folder: Path) -> Path:
     return folder
 
 
-def config_toml(db_url: str, payer_port: int, sftp_section: str, profile: str = "KY") -> str:
+def config_toml(
+    db_url: str, payer_port: int, sftp_section: str, profile: str = "KY", package: str = ""
+) -> str:
     """The demo's one config file: adapter, routes, the simulated payer, extract, SFTP."""
     cash, cert, insured = (
         demo_claims.CASH_ROUTE,
@@ -169,6 +173,8 @@ def config_toml(db_url: str, payer_port: int, sftp_section: str, profile: str = 
         'po_box = "reject"  # hold PO Box records back, as the guide\'s reject table shows\n\n'
         + sftp_section
         + "retries = 2\nbackoff = 0.2\ntimeout = 10.0\n"
+        + (f'package = "{package}"\n' if package else "")
+        + (f'pgp_public_key = "{PGP_PUBLIC}"  # the collector\'s\n' if package == "pgp" else "")
     )
 
 
@@ -305,7 +311,9 @@ def route_of(data: bytes) -> str:
 # --- the run -----------------------------------------------------------------------------
 
 
-def run(folder: Path, *, profile: str = "KY", step: Step = lambda _msg: None) -> DemoResult:
+def run(
+    folder: Path, *, profile: str = "KY", package: str = "", step: Step = lambda _msg: None
+) -> DemoResult:
     """Run the whole demo in ``folder``; ``step`` hears about progress as it happens."""
     from extract.sftp_server import LoopbackSftpServer
 
@@ -324,11 +332,12 @@ def run(folder: Path, *, profile: str = "KY", step: Step = lambda _msg: None) ->
     try:
         info = sftp.start()
         step(f"collector SFTP server on 127.0.0.1:{info.port}, host key pinned ({_short(info)})")
-        result, settings = asyncio.run(_claims(folder, db_url, info.toml(), profile, step))
+        secret = _collector_key(folder, step) if package == "pgp" else None
+        result, settings = asyncio.run(_claims(folder, db_url, info.toml(), profile, package, step))
         _extract_and_submit(db_url, settings, result, step)
     finally:
         sftp.stop()
-    _check_collector(result, settings, step)
+    _check_collector(result, settings, secret, step)
     _count_fills(db_url, result)
     result.seconds = time.perf_counter() - started
     return result
@@ -352,7 +361,9 @@ def _register(db_url: str) -> None:
         engine.dispose()
 
 
-async def _claims(folder: Path, db_url: str, sftp_section: str, profile: str, step: Step):
+async def _claims(
+    folder: Path, db_url: str, sftp_section: str, profile: str, package: str, step: Step
+):
     """Write the config, run adapter and payer, send the claims: (DemoResult, extract settings).
 
     The claims are dated today in the extract's time zone, the day it will extract.
@@ -367,7 +378,7 @@ async def _claims(folder: Path, db_url: str, sftp_section: str, profile: str, st
     try:
         step(f"simulated insured payer {demo_claims.INSURED_ROUTE} on 127.0.0.1:{payer_port}")
         path = folder / CONFIG_TOML
-        path.write_text(config_toml(db_url, payer_port, sftp_section, profile))
+        path.write_text(config_toml(db_url, payer_port, sftp_section, profile, package))
         cfg = config.load(path)
         settings = load_settings(path)
         day = dt.datetime.now(settings.extract.zone()).date()
@@ -431,17 +442,35 @@ def _extract_and_submit(db_url: str, settings, result: DemoResult, step: Step) -
         engine.dispose()
 
 
-def _check_collector(result: DemoResult, settings, step: Step) -> None:
-    """Validate what the collector received, as `cashcapture validate` would: each file
-    by the rules of its TH01 version under the state's profile."""
+def _collector_key(folder: Path, step: Step) -> str:
+    """The collector's OpenPGP pair: public key for the config, secret key written
+    (0600) so anyone can decrypt what was delivered with `gpg --decrypt`."""
+    from extract.packaging import generate_key_pair
+
+    public, secret = generate_key_pair("cashcapture demo collector <collector@demo.invalid>")
+    keys = folder / "keys"
+    keys.mkdir(mode=0o700, exist_ok=True)
+    (keys / "collector-pgp-public.asc").write_text(public)
+    fd = os.open(keys / "collector-pgp-secret.asc", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret)
+    step(f"collector OpenPGP key pair made; secret key {keys / 'collector-pgp-secret.asc'}")
+    return secret
+
+
+def _check_collector(result: DemoResult, settings, secret: str | None, step: Step) -> None:
+    """Open what the collector received (unzip, decrypt with its secret key) and validate
+    it, as `cashcapture validate` would: each file by the rules of its TH01 version
+    under the state's profile."""
     from cashcapture.core import drugs, profiles
     from cashcapture.core.pmp.asap.codec import file_version
     from cashcapture.core.pmp.validate import Validator
+    from extract.packaging import unpack
 
     state = settings.extract.report_state
     drug_list = drugs.load(state)
-    for path in sorted((result.folder / COLLECTOR_DIR).glob("*.dat")):
-        data = path.read_bytes()
+    for path in sorted((result.folder / COLLECTOR_DIR).iterdir()):
+        _, data = unpack(path.name, path.read_bytes(), secret)
         rules = profiles.for_file(state, file_version(data)).rules(state)
         report = Validator(rules, drug_list, today=result.day).validate(data)
         result.delivered.append(
@@ -456,8 +485,9 @@ def _check_collector(result: DemoResult, settings, step: Step) -> None:
         )
     accepted = sum(1 for f in result.delivered if f.exit_code == 0)
     step(
-        f"collector folder: {len(result.delivered)} files, {accepted} pass the {state} "
-        f"validator (profile {settings.extract.profile}, ASAP {settings.extract.version})"
+        f"collector folder: {len(result.delivered)} files ({settings.package()}), {accepted} "
+        f"pass the {state} validator (profile {settings.extract.profile}, "
+        f"ASAP {settings.extract.version})"
     )
 
 
@@ -494,9 +524,26 @@ _STATUS_NAMES = {"P": "paid", "D": "duplicate", "A": "approved", "S": "duplicate
                  "R": "rejected", "C": "captured"}  # fmt: skip
 
 
+def _open_hint(result: DemoResult) -> str:
+    """How a person opens what the collector got, by its packing."""
+    folder = result.folder / COLLECTOR_DIR
+    names = [f.name for f in result.delivered]
+    if any(n.endswith(".pgp") for n in names):
+        secret = result.folder / "keys" / "collector-pgp-secret.asc"
+        return (
+            f"  gpg --import {secret}    (the collector's secret key)\n"
+            f"  gpg --decrypt {folder}/{names[0]} > {names[0].removesuffix('.pgp')}\n"
+        )
+    if any(n.endswith(".zip") for n in names):
+        return f"  unzip {folder}/{names[0]}\n"
+    return f"  cashcapture validate {folder}/*.dat\n"
+
+
 def render(result: DemoResult, console) -> None:
     """The demo's report on a rich console: claims, fills, files, rejects, where things are."""
     from rich.table import Table
+
+    from extract.packaging import plain_name
 
     folder = result.folder
     claims = Table(title=f"Claims sent to the adapter on 127.0.0.1:{result.adapter_port}")
@@ -533,7 +580,8 @@ def render(result: DemoResult, console) -> None:
     for f in result.delivered:
         verdict = "passes the validator" if f.exit_code == 0 else "[bold red]FAILS[/]"
         warn = f", {f.warnings} warnings" if f.warnings else ""
-        what = "zero report" if f.name in result.zero_report_files else f"{f.records} records"
+        zero = plain_name(f.name) in result.zero_report_files
+        what = "zero report" if zero else f"{f.records} records"
         console.print(f"  {f.name}: {what}, {f.status}{warn}, {verdict}")
     for problem in result.extract_problems:
         console.print(f"  [bold red]not extracted[/]: {problem}")
@@ -553,7 +601,8 @@ def render(result: DemoResult, console) -> None:
         f"  written files {folder / 'outbox'}\n"
         f"  collector     {folder / COLLECTOR_DIR}  (what the state received)\n"
         "Try:\n"
-        f"  cashcapture validate {folder / COLLECTOR_DIR}/*.dat\n"
+        + _open_hint(result)
+        + f"  cashcapture validate {folder / 'outbox'}/*.dat  (the plain files as written)\n"
         f"  cashcapture status --db {db} --config {folder / CONFIG_TOML}\n"
         f"  cashcapture rejects --db {db} --config {folder / CONFIG_TOML}\n"
         f"  cashcapture fills --db {db}\n"
