@@ -34,11 +34,7 @@ from sqlalchemy.engine import make_url
 from cashcapture.core.store import (
     GroupCommitter,
     Pharmacy,
-    answer_claim,
-    find_fill,
-    insert_fill,
     make_engine,
-    record_claim,
     session_factory,
     upgrade,
     writer_engine,
@@ -47,7 +43,14 @@ from cashcapture.core.store.groupcommit import BatchUnit
 from cashcapture.core.store.repo import Writes, find_fills, write_batch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from _store_helpers import fill_fields  # noqa: E402  (the tests' sample fill: same rows)
+# the tests' sample fill and single-change ORM writers: same rows
+from _store_helpers import (  # noqa: E402
+    answer_claim,
+    fill_fields,
+    find_fill,
+    insert_fill,
+    record_claim,
+)
 
 PG_URL = os.environ.get("CASHCAPTURE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REQUEST = b"x" * 420

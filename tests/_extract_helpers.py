@@ -7,12 +7,12 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from _store_helpers import add_pharmacy, fill_fields
+from _store_helpers import add_pharmacy, fill_fields, insert_fill
 from sqlalchemy.orm import Session
 
 from cashcapture.core import drugs
 from cashcapture.core.pmp.validate import Report, validate
-from cashcapture.core.store import Fill, Pharmacy, insert_fill, make_engine, session_factory
+from cashcapture.core.store import Fill, Pharmacy, make_engine, session_factory
 from extract.settings import ExtractSettings, Settings, SftpSettings
 
 TODAY = dt.date.today()

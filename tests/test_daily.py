@@ -16,6 +16,7 @@ from _extract_helpers import (
     settings,
 )
 from _sftp_server import remote_files, sftp_server, sftp_settings  # noqa: F401
+from _store_helpers import revise_fill, void_fill
 from sqlalchemy import func, select
 
 from cashcapture.core.pharmacies import file_name_part_ok
@@ -26,8 +27,6 @@ from cashcapture.core.store import (
     RecordReject,
     Submission,
     SubmissionRecord,
-    revise_fill,
-    void_fill,
 )
 from extract import reports
 from extract.daily import Checker, extract

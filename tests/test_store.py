@@ -7,7 +7,16 @@ import threading
 from decimal import Decimal
 
 import pytest
-from _store_helpers import add_pharmacy, capture, fill_fields
+from _store_helpers import (
+    add_pharmacy,
+    answer_claim,
+    capture,
+    fill_fields,
+    find_fill,
+    insert_fill,
+    revise_fill,
+    void_fill,
+)
 from alembic.script import ScriptDirectory  # noqa: E402
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
@@ -18,18 +27,13 @@ from cashcapture.core.store import (
     Fill,
     Submission,
     add_record,
-    answer_claim,
     fills_to_report,
     find_claim_by_hash,
-    find_fill,
-    insert_fill,
     is_duplicate_fill_error,
     make_engine,
     mark_fills_reported,
-    revise_fill,
     session_factory,
     upgrade,
-    void_fill,
     writer_engine,
 )
 from cashcapture.core.store.migrate import alembic_config  # noqa: E402

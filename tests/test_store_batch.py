@@ -12,7 +12,14 @@ import threading
 from decimal import Decimal
 
 import pytest
-from _store_helpers import add_pharmacy, capture, fill_fields, hold_committer
+from _store_helpers import (
+    add_pharmacy,
+    capture,
+    fill_fields,
+    find_fill,
+    hold_committer,
+    insert_fill,
+)
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
@@ -24,8 +31,6 @@ from cashcapture.core.store import (
     FillIngredient,
     GroupCommitter,
     Writes,
-    find_fill,
-    insert_fill,
     session_factory,
     writer_engine,
 )

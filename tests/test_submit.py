@@ -7,7 +7,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 from _sftp_server import remote_files, settings_for, sftp_server  # noqa: F401
-from _store_helpers import add_pharmacy, capture
+from _store_helpers import add_pharmacy, capture, revise_fill, void_fill
 from sqlalchemy import select
 
 from cashcapture.core.store import (
@@ -15,9 +15,7 @@ from cashcapture.core.store import (
     Submission,
     SubmissionRecord,
     make_engine,
-    revise_fill,
     session_factory,
-    void_fill,
 )
 from extract.settings import SettingsError
 from extract.submit import Refused, submit

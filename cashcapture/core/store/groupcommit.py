@@ -8,21 +8,21 @@ runs them in one transaction, commits once, and only then resolves each
 unit's future. So a caller that awaits its result knows its capture is
 durable, and throughput does not hang on one sync per capture.
 
-Fast path: callables run back to back with autoflush off (`insert_fill`
-leaves duplicate detection to the unique key). Batch units are looked up
-together (`find_fills`: one query for every key of the batch), each decides
-without the database (`BatchUnit.apply`, noting rows in a `Writes`), and the
-batch's rows go in with one executemany per table (`write_batch`). Units
-whose keys collide go in later rounds of the same transaction, so each sees
-what the one before it wrote. A batch unit whose `apply` raises fails alone
-and writes nothing. If anything else raises (a unique key another process
-won, a fill changed under an update: `StaleFill`) or the commit fails, the
-batch is rolled back and re-run unit by unit, each in its own SAVEPOINT, so
-one bad unit fails alone; a unit that hit a unique-key violation or a stale
-fill is retried once in a fresh savepoint (it then sees the winning row). If
-that commit fails too, every waiter gets the exception. Units must therefore
-be safe to run twice: they only touch the session (or `Writes`) they are given.
-"""
+Fast path: callables run back to back with autoflush off (a callable that
+honours `repo.OPTIMISTIC` leaves duplicate detection to the unique key).
+Batch units are looked up together (`find_fills`: one query for every key of
+the batch), each decides without the database (`BatchUnit.apply`, noting
+rows in a `Writes`), and the batch's rows go in with one executemany per
+table (`write_batch`). Units whose keys collide go in later rounds of the
+same transaction, so each sees what the one before it wrote. A batch unit
+whose `apply` raises fails alone and writes nothing. If anything else raises
+(a unique key another process won, a fill changed under an update:
+`StaleFill`) or the commit fails, the batch is rolled back and re-run unit
+by unit, each in its own SAVEPOINT, so one bad unit fails alone; a unit that
+hit a unique-key violation or a stale fill is retried once in a fresh
+savepoint (it then sees the winning row). If that commit fails too, every
+waiter gets the exception. Units must therefore be safe to run twice: they
+only touch the session (or `Writes`) they are given."""
 
 from __future__ import annotations
 

@@ -4,12 +4,12 @@ Pure SQLAlchemy on a caller's Session; none of them commits. The adapter runs
 one capture (claim + fill changes) as one unit of work, normally through the
 `GroupCommitter`, so a capture commits whole or not at all.
 
-Two forms of the capture writes: the ORM functions (`record_claim`,
-`insert_fill`, `revise_fill`, `void_fill`) for single changes, and the batch
-form the group committer uses on the hot path: `find_fills` looks a whole
-batch's keys up in one Core query, each capture notes its rows in a `Writes`,
-and `write_batch` inserts a batch's claims and fills with one executemany per
-table. Both apply the same rules (`_new_fill`, `_revision`, `_void`).
+One write path for captures, the batch form the group committer runs:
+`find_fills` looks a whole batch's keys up in one Core query, each capture
+notes its rows in a `Writes`, and `write_batch` inserts a batch's claims and
+fills with one executemany per table. The rules a change applies
+(`new_fill_values`, `revision_values`, `void_values`) are plain functions so
+the tests' single-change ORM helpers (tests/_store_helpers.py) apply the same.
 """
 
 from __future__ import annotations
@@ -85,53 +85,6 @@ def claim_hash(content: bytes) -> str:
 # --- claims -------------------------------------------------------------------
 
 
-def record_claim(
-    session: Session,
-    *,
-    request: bytes,
-    transaction_code: str,
-    bin: str,
-    route: str,
-    pcn: str | None = None,
-    service_provider_id: str | None = None,
-    pharmacy: Pharmacy | None = None,
-    content_hash: str | None = None,
-    received_at: dt.datetime | None = None,
-) -> Claim:
-    """Add the claim as received (not flushed); answer it with `answer_claim`."""
-    claim = Claim(
-        request=request,
-        transaction_code=transaction_code,
-        bin=bin,
-        pcn=pcn,
-        route=route,
-        service_provider_id=service_provider_id,
-        content_hash=content_hash if content_hash is not None else claim_hash(request),
-        received_at=received_at or utcnow(),
-    )
-    if pharmacy is not None:
-        claim.pharmacy_id = pharmacy.id
-    session.add(claim)
-    return claim
-
-
-def answer_claim(
-    session: Session,
-    claim: Claim,
-    *,
-    response: bytes,
-    status: str,
-    reject_codes: Iterable[str] = (),
-    answered_at: dt.datetime | None = None,
-) -> Claim:
-    """Store the response bytes and status sent for ``claim``."""
-    claim.response = response
-    claim.status = status
-    claim.reject_codes = " ".join(reject_codes) or None
-    claim.answered_at = answered_at or utcnow()
-    return claim
-
-
 def find_claim_by_hash(session: Session, content_hash: str) -> Claim | None:
     """The latest answered claim with this content hash (a retransmission's original)."""
     stmt = (
@@ -169,101 +122,13 @@ def find_pharmacy(session: Session, provider_id: str) -> Pharmacy | None:
     return session.scalars(stmt).first()
 
 
-# --- fills --------------------------------------------------------------------
-
-
-def find_fill(
-    session: Session,
-    pharmacy_id: int,
-    rx_number: str,
-    fill_number: int,
-    date_of_service: dt.date,
-) -> Fill | None:
-    """The fill a B1 duplicate, B2 or B3 matches, voided ones included."""
-    params = {"p": pharmacy_id, "rx": rx_number, "n": fill_number, "d": date_of_service}
-    return session.scalars(_FIND_FILL, params).first()
-
-
-# Built once: this look-up runs for every captured claim.
-_FIND_FILL = select(Fill).where(
-    Fill.pharmacy_id == bindparam("p"),
-    Fill.rx_number == bindparam("rx"),
-    Fill.fill_number == bindparam("n"),
-    Fill.date_of_service == bindparam("d"),
-)
-
-
-def _ingredients(rows: Iterable[Mapping[str, Any]]) -> list[FillIngredient]:
-    return [FillIngredient(**row) for row in rows]
-
-
-def insert_fill(
-    session: Session,
-    fields: Mapping[str, Any],
-    *,
-    claim: Claim | None = None,
-    ingredients: Iterable[Mapping[str, Any]] = (),
-) -> Fill:
-    """Add a new fill (not flushed). Raises `DuplicateFill` when its key exists.
-
-    The check here sees this session; a concurrent writer that wins the race
-    makes the flush or commit fail on the unique key instead (see
-    `is_duplicate_fill_error`; the group committer retries the unit, which then
-    gets `DuplicateFill`). In the committer's optimistic first pass
-    (``session.info[OPTIMISTIC]``) the check is left to the unique key alone.
-    """
-    fill = Fill(**fields)
-    if not session.info.get(OPTIMISTIC):
-        existing = find_fill(
-            session, fill.pharmacy_id, fill.rx_number, fill.fill_number, fill.date_of_service
-        )
-        if existing is not None:
-            raise DuplicateFill(existing.key, existing.id)
-    ingredients = list(ingredients)
-    for name, value in _new_fill(fields, ingredients, utcnow()).items():
-        setattr(fill, name, value)
-    fill.created_by_claim = claim
-    fill.ingredients = _ingredients(ingredients)
-    session.add(fill)
-    return fill
-
-
-def revise_fill(
-    session: Session,
-    fill: Fill,
-    fields: Mapping[str, Any],
-    *,
-    claim: Claim | None = None,
-    ingredients: Iterable[Mapping[str, Any]] | None = None,
-) -> Fill:
-    """Apply a rebill or correction (also revives a voided fill); queue it for report."""
-    if ingredients is not None:
-        ingredients = list(ingredients)
-        fill.ingredients = _ingredients(ingredients)
-    values = _revision(fill.key, fill.state, fill.version, fields, ingredients, utcnow())
-    for name, value in values.items():
-        setattr(fill, name, value)
-    if claim is not None:
-        fill.updated_by_claim = claim
-    return fill
-
-
-def void_fill(session: Session, fill: Fill, *, claim: Claim | None = None) -> Fill:
-    """Void a fill (a B2). Queued for a 02 record only if the state holds it."""
-    for name, value in _void(fill.state, fill.version, fill.reported_status, utcnow()).items():
-        setattr(fill, name, value)
-    if claim is not None:
-        fill.updated_by_claim = claim
-    return fill
-
-
-# --- the rules both forms apply -------------------------------------------------
+# --- the rules a change applies -------------------------------------------------
 
 _KEY_FIELDS = ("pharmacy_id", "rx_number", "fill_number", "date_of_service")
 _FILL_COLUMNS = frozenset(c.key for c in table_of(Fill).columns)
 
 
-def _new_fill(fields: Mapping[str, Any], ingredients: Sequence, now: dt.datetime) -> dict:
+def new_fill_values(fields: Mapping[str, Any], ingredients: Sequence, now: dt.datetime) -> dict:
     """Columns a new fill gets besides its fields."""
     return {
         "state": "new",
@@ -275,7 +140,7 @@ def _new_fill(fields: Mapping[str, Any], ingredients: Sequence, now: dt.datetime
     }
 
 
-def _revision(
+def revision_values(
     key: tuple,
     state: str,
     version: int | None,
@@ -301,7 +166,7 @@ def _revision(
     return out
 
 
-def _void(
+def void_values(
     state: str, version: int | None, reported_status: str | None, now: dt.datetime
 ) -> dict:
     """Columns a void sets: queued for a 02 record only if the state holds the fill."""
@@ -449,7 +314,7 @@ class Writes:
         content_hash: str | None = None,
         received_at: dt.datetime | None = None,
     ) -> Ref:
-        """A claim as received, with the response sent for it (`record_claim` + `answer_claim`)."""
+        """A claim as received, with the response sent for it."""
         ref = Ref()
         row = {
             "received_at": received_at or self.now,
@@ -482,7 +347,7 @@ class Writes:
             raise TypeError(f"unknown fill fields {sorted(unknown or {'id'})}")
         ingredients = list(ingredients)
         ref = Ref()
-        row = {**_FILL_DEFAULTS, **fields, **_new_fill(fields, ingredients, self.now)}
+        row = {**_FILL_DEFAULTS, **fields, **new_fill_values(fields, ingredients, self.now)}
         self.fills.append((ref, row, claim))
         if ingredients:
             self.ingredients.append((ref, ingredients, False))
@@ -496,10 +361,10 @@ class Writes:
         claim: Ref | None = None,
         ingredients: Iterable[Mapping[str, Any]] | None = None,
     ) -> None:
-        """A rebill or correction of ``fill`` (as `revise_fill`)."""
+        """A rebill or correction of ``fill``; also revives a voided fill. Queued for report."""
         if ingredients is not None:
             ingredients = list(ingredients)
-        values = _revision(fill.key, fill.state, fill.version, fields, ingredients, self.now)
+        values = revision_values(fill.key, fill.state, fill.version, fields, ingredients, self.now)
         self.updates.append((fill, values, claim))
         if ingredients is not None:
             ref = Ref()
@@ -507,15 +372,16 @@ class Writes:
             self.ingredients.append((ref, ingredients, True))
 
     def void_fill(self, fill: FillRow, *, claim: Ref | None = None) -> None:
-        """A void of ``fill`` (as `void_fill`)."""
-        values = _void(fill.state, fill.version, fill.reported_status, self.now)
+        """A void of ``fill`` (a B2); queued for a 02 record only if the state holds it."""
+        values = void_values(fill.state, fill.version, fill.reported_status, self.now)
         self.updates.append((fill, values, claim))
 
 
 def _column_defaults(table: Table) -> dict[str, Any]:
     # executemany needs every row to name the same columns: scalar defaults fill gaps
     return {
-        c.key: getattr(c.default, "arg", None) if c.default is not None and c.default.is_scalar
+        c.key: getattr(c.default, "arg", None)
+        if c.default is not None and c.default.is_scalar
         else None
         for c in table.columns
         if not c.primary_key
@@ -716,7 +582,7 @@ def mark_fills_reported(session: Session, submission_id: int, at: dt.datetime | 
     One UPDATE for the whole file. A fill changed while its file was in flight
     stays queued: revised, it needs a 01; voided after a 00 or 01 went, it
     needs the 02 (the state now holds the record, although nothing was held
-    when the reversal arrived and `void_fill` dequeued it). Fills of this
+    when the reversal arrived and its void dequeued it). Fills of this
     session are expired, so they read the new values.
     """
     rec = select(SubmissionRecord).where(
