@@ -46,9 +46,9 @@ def test_the_database_vocabulary_is_the_enums():
 def test_the_store_refuses_a_second_void_and_revives_a_voided_fill_as_revised():
     now = dt.datetime(2025, 1, 15, tzinfo=dt.UTC)
     with pytest.raises(IllegalTransition):
-        repo._void("voided", 2, "00", now)
-    assert repo._void("new", 1, "00", now)["state"] == "voided"
+        repo.void_values("voided", 2, "00", now)
+    assert repo.void_values("new", 1, "00", now)["state"] == "voided"
     key = (1, "1234567", 0, dt.date(2025, 1, 14))
-    assert repo._revision(key, "voided", 2, {}, None, now)["state"] == "revised"
+    assert repo.revision_values(key, "voided", 2, {}, None, now)["state"] == "revised"
     with pytest.raises(IllegalTransition):
-        repo._revision(key, "uploaded", 2, {}, None, now)  # not a fill state at all
+        repo.revision_values(key, "uploaded", 2, {}, None, now)  # not a fill state at all
