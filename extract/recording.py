@@ -25,13 +25,14 @@ from cashcapture.core.store.models import (
     SubmissionRecord,
     submission_pharmacies,
 )
-from cashcapture.core.store.sql import dbapi_connection, table_of
+from cashcapture.core.store.sql import bulk_insert, table_of
 from extract.assembly import STATUS_CODES, Built, Pending
 from extract.submit import writing
 
 ACCEPT, FILE_FAILED = "Accept", "File Failed"
 BATCH_BYTES = 32 * 1024 * 1024  # file contents held before one recording transaction
 BATCH_FILES = 500
+_RECORD_COLUMNS = ("submission_id", "fill_id", "reporting_status", "fill_version")
 
 
 @dataclass
@@ -164,25 +165,8 @@ class Recorder:
                 pending.fill_ids, pending.versions, pending.statuses, strict=True
             )
         )
-        conn = s.connection()
-        columns = "submission_records (submission_id, fill_id, reporting_status, fill_version)"
-        dialect = conn.dialect.name
-        if dialect in ("postgresql", "sqlite"):
-            cursor = dbapi_connection(conn).cursor()
-            try:
-                if dialect == "postgresql":  # COPY: a national day is a million rows
-                    with cursor.copy(f"COPY {columns} FROM STDIN") as copy:
-                        for row in rows:
-                            copy.write_row(row)
-                else:  # plain tuples in one executemany: no per-row dicts
-                    cursor.executemany(f"INSERT INTO {columns} VALUES (?, ?, ?, ?)", rows)
-            finally:
-                cursor.close()
-            return
-        names = ("submission_id", "fill_id", "reporting_status", "fill_version")
-        conn.execute(
-            insert(table_of(SubmissionRecord)), [dict(zip(names, r, strict=True)) for r in rows]
-        )
+        # one bulk insert (COPY on PostgreSQL): a national day is a million rows
+        bulk_insert(s.connection(), table_of(SubmissionRecord), _RECORD_COLUMNS, rows)
 
     @staticmethod
     def _drop(s: Session, dropped: list[tuple[int, int]]) -> None:

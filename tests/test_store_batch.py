@@ -20,7 +20,7 @@ from _store_helpers import (
     hold_committer,
     insert_fill,
 )
-from sqlalchemy import func, select
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
 from sqlalchemy.exc import IntegrityError
 
 from cashcapture.core.states import IllegalTransition
@@ -39,6 +39,7 @@ from cashcapture.core.store.repo import (  # internal: tested directly
     find_fills,
     write_batch,
 )
+from cashcapture.core.store.sql import bulk_insert
 
 DOS = dt.date(2024, 3, 4)
 INGREDIENTS = [
@@ -414,3 +415,26 @@ def test_run_times_out_and_a_unit_not_started_never_runs(db_engine, pharmacy_id)
         assert asyncio.run(late(committer)) == "inserted"
     assert unit.runs == 0
     assert [f.rx_number for f in _rows(db_engine, Fill)] == ["ON TIME"]
+
+
+# --- the one bulk insert (store batches and the extract's records) ------------------
+
+
+def test_bulk_insert_takes_tuples_in_any_column_order_and_refuses_a_duplicate(db_engine):
+    table = Table(
+        "bulk_probe",
+        MetaData(),
+        Column("a", Integer, primary_key=True),
+        Column("b", String(8)),
+        Column("c", Integer),
+    )
+    table.create(db_engine)
+    with db_engine.begin() as conn:  # columns named out of the table's order, rows a generator
+        bulk_insert(conn, table, ("c", "b", "a"), ((n * 10, f"r{n}", n) for n in range(1, 4)))
+    with db_engine.connect() as conn:
+        got = conn.execute(select(table.c.a, table.c.b, table.c.c).order_by(table.c.a)).all()
+    assert [tuple(r) for r in got] == [(1, "r1", 10), (2, "r2", 20), (3, "r3", 30)]
+    with pytest.raises(IntegrityError), db_engine.begin() as conn:
+        bulk_insert(conn, table, ("a", "b", "c"), [(4, "r4", 40), (2, "again", 0)])
+    with db_engine.connect() as conn:  # the failed batch left nothing behind
+        assert conn.execute(select(func.count()).select_from(table)).scalar_one() == 3

@@ -28,7 +28,6 @@ from sqlalchemy import (
     case,
     delete,
     exists,
-    insert,
     or_,
     select,
     update,
@@ -50,8 +49,8 @@ from cashcapture.core.store.models import (
 from cashcapture.core.store.sql import (
     BindProcessor,
     bind_processor,
+    bulk_insert,
     dbapi_connection,
-    dbapi_module,
     table_of,
 )
 from cashcapture.core.store.types import utcnow
@@ -436,40 +435,32 @@ def write_batch(conn: Connection, batch: Sequence[Writes]) -> None:
         insert_many(conn, table_of(FillIngredient), rows)
 
 
-_PLANS: dict[tuple[Any, ...], tuple[str, tuple[str, ...], list[tuple[int, BindProcessor]]]] = {}
+_PLANS: dict[tuple[Any, ...], list[tuple[int, BindProcessor]]] = {}
 
 
 def insert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """INSERT ``rows`` (dicts naming the same columns) in one go: COPY on PostgreSQL
-    (psycopg), the driver's executemany elsewhere.
+    """INSERT ``rows`` (dicts naming the same columns) in one go, through `bulk_insert`.
 
     What `conn.execute(insert(table), rows)` does, without its per-row
-    bookkeeping (a third of a capture's CPU): the statement is compiled once
-    per dialect and column list, and each value goes through the column
-    type's own bind processor, once per distinct date, time or decimal of the
-    batch, so the stored form is exactly SQLAlchemy's. A unique violation is
-    raised as SQLAlchemy's IntegrityError whichever way the rows went.
+    bookkeeping (a third of a capture's CPU): each value goes through the
+    column type's own bind processor, once per distinct date, time or decimal
+    of the batch, so the stored form is exactly SQLAlchemy's. A unique
+    violation is raised as SQLAlchemy's IntegrityError.
     """
     if not rows:
         return
     dialect = conn.dialect
     columns = tuple(rows[0])
     plan_key = (dialect, table, columns)
-    plan = _PLANS.get(plan_key)
-    if plan is None:
-        compiled = insert(table).compile(dialect=dialect, column_keys=list(columns))
-        order = tuple(compiled.positiontup or ()) if compiled.positional else columns
-        all_procs = [(i, bind_processor(table.c[k].type, dialect)) for i, k in enumerate(order)]
-        if dialect.name == "postgresql" and dialect.driver == "psycopg":
-            sql = f"COPY {table.name} ({', '.join(order)}) FROM STDIN"
-        else:
-            sql = str(compiled)
-        plan = _PLANS[plan_key] = (sql, order, [(i, p) for i, p in all_procs if p])
-    sql, order, procs = plan
+    procs = _PLANS.get(plan_key)
+    if procs is None:
+        procs = _PLANS[plan_key] = [
+            (i, p) for i, k in enumerate(columns) if (p := bind_processor(table.c[k].type, dialect))
+        ]
     memo: dict[tuple[int, Any], Any] = {}
     params: list[list] = []
     for row in rows:
-        values = [row[k] for k in order]
+        values = [row[k] for k in columns]
         for i, proc in procs:
             value = values[i]
             if value is None:
@@ -482,25 +473,7 @@ def insert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
             else:
                 values[i] = proc(value)
         params.append(values)
-    if sql.startswith("COPY"):
-        _copy(conn, sql, params)
-    elif dialect.positional:
-        conn.exec_driver_sql(sql, [tuple(v) for v in params])
-    else:
-        conn.exec_driver_sql(sql, [dict(zip(order, v, strict=True)) for v in params])
-
-
-def _copy(conn: Connection, sql: str, rows: list[list[Any]]) -> None:
-    # psycopg's COPY: one round trip, half the client CPU of its pipelined executemany
-    cursor = dbapi_connection(conn).cursor()
-    try:
-        with cursor.copy(sql) as copy:
-            for row in rows:
-                copy.write_row(row)
-    except dbapi_module(conn).IntegrityError as exc:
-        raise IntegrityError(sql, None, exc) from exc
-    finally:
-        cursor.close()
+    bulk_insert(conn, table, columns, params)
 
 
 def _take_ids(conn: Connection, claims: int, fills: int) -> tuple[Sequence[int], Sequence[int]]:
