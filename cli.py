@@ -317,6 +317,28 @@ def pharmacy_update(which: str, db: str | None, **values: str | None) -> None:
     click.echo(f"pharmacy {pharmacy.dea} {pharmacy.name}: {what}")
 
 
+@pharmacy_group.command("register")
+@click.argument("dea")
+@click.option("--state", required=True, help="The other state whose PMP the pharmacy reports to.")
+@click.option("--submitter-id", default=None, help="The submitter ID that state issued.")
+@click.option("--reg-key", default=None, help="The RegKey that state issued.")
+@db_option
+def pharmacy_register(dea: str, state: str, submitter_id, reg_key, db: str | None) -> None:
+    """Register a pharmacy with another state's PMP: its mail-order fills to that
+    state's residents are reported there too (its home state gets every fill)."""
+    from cashcapture.core.pharmacies import register
+
+    engine, sessions = _registry(db)
+    try:
+        with sessions() as session:
+            pharmacy, created = register(session, dea, state.upper(), submitter_id, reg_key)
+            session.commit()
+    finally:
+        engine.dispose()
+    what = "registered with" if created else "registration changed for"
+    click.echo(f"pharmacy {pharmacy.dea} {pharmacy.name} {what} the {state.upper()} PMP")
+
+
 @pharmacy_group.command("deactivate")
 @click.argument("dea")
 @db_option
@@ -770,24 +792,39 @@ class _Locked:
 
 
 def _run_extract(sessions, settings, date) -> int:
-    from extract.daily import extract as run_extract
-    from extract.reports import progress
+    """Extract the day for every state this switch reports to ([extract] profile's, then
+    [states]); one state's failure is reported and the others still run."""
     from extract.settings import SettingsError
 
-    with progress("extract") as update:
+    states = settings.state_names()
+    worst = 0
+    for state in states:
+        label = f" {state}" if len(states) > 1 else ""
         try:
-            result = run_extract(sessions, settings, date.date() if date else None, progress=update)
+            worst = max(worst, _extract_state(sessions, settings.for_state(state), date, label))
         except SettingsError as exc:
-            raise UserError(str(exc)) from None
+            if len(states) == 1:
+                raise UserError(str(exc)) from None
+            click.echo(f"cashcapture: extract{label} not run: {exc}", err=True)
+            worst = 1
+    return worst
+
+
+def _extract_state(sessions, settings, date, label: str) -> int:
+    from extract.daily import extract as run_extract
+    from extract.reports import progress
+
+    with progress(f"extract{label}") as update:
+        result = run_extract(sessions, settings, date.date() if date else None, progress=update)
     for f in result.files:
         kind = "zero report" if f.zero_report else f"records={f.records} held_back={f.held_back}"
         click.echo(f"{f.status:<11} {f.name} pharmacies={f.pharmacies} {kind}")
         for err in f.errors[:5]:
             click.echo(f"    {err}")
     for problem in result.problems:
-        click.echo(f"not extracted: {problem}", err=True)
+        click.echo(f"not extracted{label}: {problem}", err=True)
     click.echo(
-        f"extract {result.day}: {len(result.files)} files, {result.records} records, "
+        f"extract{label} {result.day}: {len(result.files)} files, {result.records} records, "
         f"{result.rejected} held back (see `cashcapture rejects`), {result.dropped} reversed "
         f"before reporting, {len(result.failed)} failed"
     )

@@ -25,7 +25,13 @@ from cashcapture.core.pmp.asap.codec import encode
 from cashcapture.core.pmp.filenames import file_name
 from cashcapture.core.pmp.fillrecord import fill_number_code, prescriber_value, text
 from cashcapture.core.pmp.validate import Problem
-from cashcapture.core.store.models import NEW_RECORD, REVISED_RECORD, VOID_RECORD, Pharmacy
+from cashcapture.core.store.models import (
+    NEW_RECORD,
+    REVISED_RECORD,
+    VOID_RECORD,
+    Pharmacy,
+    PharmacyRegistration,
+)
 from extract import writer as asap_writer
 from extract.checking import Checker, check, uncarriable
 from extract.selection import (
@@ -77,6 +83,7 @@ class Group:
     submitter_id: str
     reg_key: str
     pharmacies: list[Pharmacy]
+    mail_order: bool = False  # out-of-state pharmacies' fills shipped into the run's state
 
 
 def groups(pharmacies: list[Pharmacy], settings: Settings) -> list[Group]:
@@ -91,6 +98,20 @@ def groups(pharmacies: list[Pharmacy], settings: Settings) -> list[Group]:
         group.reg_key = group.reg_key or ph.reg_key or ""
     for group in by_submitter.values():
         group.reg_key = group.reg_key or settings.extract.reg_key
+    return list(by_submitter.values())
+
+
+def mail_order_groups(
+    registered: list[tuple[Pharmacy, PharmacyRegistration]], settings: Settings
+) -> list[Group]:
+    """Out-of-state pharmacies by the submitter this state's registration names (else
+    their DEA), with that registration's RegKey: how this state's PMP knows them."""
+    by_submitter: dict[str, Group] = {}
+    for ph, reg in registered:
+        submitter = reg.submitter_id or ph.dea
+        group = by_submitter.setdefault(submitter, Group(submitter, "", [], mail_order=True))
+        group.pharmacies.append(ph)
+        group.reg_key = group.reg_key or reg.reg_key or ""
     return list(by_submitter.values())
 
 
@@ -242,7 +263,10 @@ class Assembler:
             patient_key: tuple[Any, ...] | None = None
             pat: list[str] = []
             pat_bad: Problem | None = None
-            for row in sel.rows(session, ph.id):
+            rows = (
+                sel.mail_order_rows(session, ph) if group.mail_order else sel.rows(session, ph.id)
+            )
+            for row in rows:
                 fill_id, version, state, reported, compound, fill_number = row[:6]
                 self.active.add(ph.id)
                 status = reporting_status(state, reported)

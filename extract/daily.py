@@ -30,7 +30,15 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from sqlalchemy.orm import Session, sessionmaker
 
 from cashcapture.core.store.types import utcnow
-from extract.assembly import Assembler, Group, Names, groups, registration_problem, zero_period
+from extract.assembly import (
+    Assembler,
+    Group,
+    Names,
+    groups,
+    mail_order_groups,
+    registration_problem,
+    zero_period,
+)
 from extract.checking import Checker
 from extract.recording import ExtractResult, FileOutcome, Recorder
 from extract.selection import Selection, default_day
@@ -68,11 +76,14 @@ class Extractor:
         self.assembler = Assembler(settings, self.selection, checker, names)
         self.result = ExtractResult(day=day)
         outbox = settings.outbox_dir() if settings.extract.outbox else None
-        self.recorder = Recorder(sessions, day, self.now, outbox, self.result)
+        self.recorder = Recorder(
+            sessions, day, self.now, outbox, self.result, settings.extract.report_state
+        )
 
     def groups(self) -> list[Group]:
         with self.sessions() as session:
             found = groups(self.selection.pharmacies(session), self.settings)
+            found += mail_order_groups(self.selection.registered_here(session), self.settings)
             session.expunge_all()
         return found
 
@@ -144,6 +155,8 @@ class Extractor:
         busy = self.selection.busy(start, end) | self.assembler.active
         cutoff = self.selection.cutoff
         for group in groups:
+            if group.mail_order:  # zero reports are the home state's business
+                continue
             for ph in group.pharmacies:
                 if ph.id in busy or not ph.active or ph.created_at >= cutoff:
                     continue

@@ -74,12 +74,14 @@ class Recorder:
         now: dt.datetime,
         outbox: Path | None,
         result: ExtractResult,
+        state: str | None = None,
     ) -> None:
         self.sessions = sessions
         self.day = day
         self.now = now
         self.outbox = outbox
         self.result = result
+        self.state = state  # the PMP the run's files go to (Submission.pmp_state)
         self._batch: list[Built] = []
         self._batch_bytes = 0
 
@@ -117,6 +119,7 @@ class Recorder:
         lo, hi = b.zero or pending.fill_range()
         values = dict(
             file_name=b.name,
+            pmp_state=self.state,
             submitter_id=b.group.submitter_id,
             extract_date=self.day,
             zero_report=b.zero is not None,

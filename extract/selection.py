@@ -13,16 +13,19 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import String, cast, exists, func, or_, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import String, and_, cast, exists, func, or_, select, true, update
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from cashcapture.core.pmp import fillrecord
 from cashcapture.core.pmp import records as asap
 from cashcapture.core.store.models import (
     STATE_REJECT,
+    VOID_RECORD,
     Fill,
     FillIngredient,
+    FillReport,
     Pharmacy,
+    PharmacyRegistration,
     RecordReject,
     Submission,
     SubmissionRecord,
@@ -91,6 +94,10 @@ _SELECT = [
 ]
 
 
+# File order: by patient (PAT once per patient), then fill.
+ROW_ORDER = (_C.patient_last_name, _C.patient_first_name, _C.patient_dob, _C.patient_id, _C.id)
+MAIL_ORDER = "05"  # NCPDP 147-U7 pharmacy service type: mail order
+
 OpenRejects = dict[int, set[tuple[Any, ...]]]  # fill -> {(segment, element, reason)}
 
 
@@ -116,15 +123,64 @@ class Selection:
         self.now = now
         self.cutoff = day_end(settings, day)
         self.before_id = before_id  # submissions up to this id predate the run
+        self.state = settings.extract.report_state  # the PMP this run reports to
         self._queue: dict[int, int] | None = None  # pharmacy -> fills queued
         self._flying: set[int] | None = None  # fills in files not yet delivered
         self._rejects: dict[int, OpenRejects] | None = None  # pharmacy -> fill -> open
 
     def pharmacies(self, session: Session) -> list[Pharmacy]:
-        """Active pharmacies and deactivated ones that still have fills queued, by id."""
+        """The state's own pharmacies, active or with fills still queued, by id."""
         queued = exists().where(Fill.pharmacy_id == Pharmacy.id, Fill.needs_report.is_(True))
-        stmt = select(Pharmacy).where(or_(Pharmacy.active.is_(True), queued)).order_by(Pharmacy.id)
+        stmt = (
+            select(Pharmacy)
+            .where(Pharmacy.state == self.state, or_(Pharmacy.active.is_(True), queued))
+            .order_by(Pharmacy.id)
+        )
         return list(session.scalars(stmt))
+
+    def registered_here(self, session: Session) -> list[tuple[Pharmacy, PharmacyRegistration]]:
+        """Pharmacies of other states registered with this state's PMP (mail order into
+        it), with the registration that names them to it, by id."""
+        stmt = (
+            select(Pharmacy, PharmacyRegistration)
+            .join(PharmacyRegistration, PharmacyRegistration.pharmacy_id == Pharmacy.id)
+            .where(PharmacyRegistration.state == self.state, Pharmacy.state != self.state)
+            .order_by(Pharmacy.id)
+        )
+        return [(ph, reg) for ph, reg in session.execute(stmt)]
+
+    def mail_order_rows(self, session: Session, pharmacy: Pharmacy) -> Iterator[Any]:
+        """An out-of-state pharmacy's fills this state is owed: shipped to its residents
+        (the pharmacy is mail order, or the claim said 147-U7 = 05) and changed since
+        this state last got them. Rows as `rows` gives them, DSP01 from what this
+        state holds (FillReport), never the home state's."""
+        held = aliased(FillReport)
+        owed = or_(
+            and_(held.id.is_(None), _C.state != "voided"),
+            and_(
+                held.reported_version < _C.version,
+                or_(_C.state != "voided", held.reported_status != VOID_RECORD),
+            ),
+        )
+        mail = _C.service_type == MAIL_ORDER if not pharmacy.mail_order else true()
+        select_list = [held.reported_status if c is _C.reported_status else c for c in _SELECT]
+        stmt = (
+            select(*select_list)
+            .select_from(_FILL)
+            .outerjoin(held, and_(held.fill_id == _C.id, held.state == self.state))
+            .where(
+                _C.pharmacy_id == pharmacy.id,
+                _C.patient_state == self.state,
+                mail,
+                owed,
+                _C.updated_at < self.cutoff,
+            )
+            .order_by(*ROW_ORDER)
+        )
+        in_flight = self.in_flight(session)
+        for row in session.execute(stmt):
+            if row[0] not in in_flight:
+                yield row
 
     def resolve_stale_rejects(self) -> None:
         """Rejects of fills that no longer need a report (e.g. reversed) are moot.
@@ -183,13 +239,7 @@ class Selection:
                 _C.needs_report.is_(True),
                 _C.updated_at < self.cutoff,
             )
-            .order_by(
-                _C.patient_last_name,
-                _C.patient_first_name,
-                _C.patient_dob,
-                _C.patient_id,
-                _C.id,
-            )
+            .order_by(*ROW_ORDER)
         )
         if queued > YIELD_PER:
             stmt = stmt.execution_options(yield_per=YIELD_PER)
@@ -208,7 +258,11 @@ class Selection:
             stmt = (
                 select(SubmissionRecord.fill_id)
                 .join(Submission, Submission.id == SubmissionRecord.submission_id)
-                .where(Submission.state.in_(IN_FLIGHT), Submission.id <= self.last_before())
+                .where(
+                    Submission.state.in_(IN_FLIGHT),
+                    Submission.id <= self.last_before(),
+                    or_(Submission.pmp_state.is_(None), Submission.pmp_state == self.state),
+                )
             )
             self._flying = set(session.scalars(stmt))
         return self._flying

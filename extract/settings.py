@@ -110,6 +110,28 @@ class Settings:
     sftp: SftpSettings = field(default_factory=SftpSettings)
     base_dir: Path = field(default_factory=Path.cwd)
     db: str = ""  # [adapter] db of the file: the store; `configfile.database_url` ranks it
+    # [states]: other states' PMPs this switch reports to, state -> (profile, [sftp] overrides)
+    states: tuple[tuple[str, str, tuple[tuple[str, Any], ...]], ...] = ()
+
+    def state_names(self) -> list[str]:
+        """Every state this switch reports to: the configured profile's, then [states]."""
+        return [self.extract.report_state, *(name for name, _, _ in self.states)]
+
+    def for_state(self, state: str) -> Settings:
+        """The settings of the run for one state: its profile, its collector."""
+        if state == self.extract.report_state:
+            return self
+        for name, profile, sftp in self.states:
+            if name == state:
+                zone = self.extract.timezone or self.extract.pmp.timezone
+                extract = replace(
+                    self.extract, profile=profile, state=state, asap_version="", file_name=""
+                )
+                if not extract.pmp.timezone:  # a generic collector: this switch's zone
+                    extract = replace(extract, timezone=zone)
+                sftp_settings = replace(self.sftp, **dict(sftp))
+                return check(replace(self, extract=extract, sftp=sftp_settings, states=()))
+        raise SettingsError(f"no profile for state {state}: add it under [states] (profiles list)")
 
     def package(self) -> str:
         """How files travel: [sftp] package, else the profile's."""
@@ -199,9 +221,37 @@ def check(settings: Settings) -> Settings:
         raise SettingsError(f"[sftp] package must be one of {', '.join(PACKAGES)}")
     if settings.package() == "pgp" and not settings.sftp.pgp_public_key:
         raise SettingsError("[sftp] pgp_public_key: package pgp needs the collector's public key")
+    seen = {settings.extract.report_state}
+    for state, profile, _ in settings.states:
+        if state in seen:
+            raise SettingsError(f"[states] {state}: already reported to by [extract] profile")
+        seen.add(state)
+        try:
+            pmp = profiles.load(profile)
+        except profiles.ProfileError as exc:
+            raise SettingsError(f"[states] {state}: {exc}") from None
+        if pmp.state and pmp.state != state:
+            raise SettingsError(f"[states] {state}: profile {profile} reports to {pmp.state}")
     if settings.sftp.retries < 1:
         raise SettingsError("[sftp] retries must be at least 1")
     return settings
+
+
+def _states(raw: dict[str, Any]) -> tuple[tuple[str, str, tuple[tuple[str, Any], ...]], ...]:
+    """[states]: `OH = "ASAP-4.2A"`, or a table with `profile` and [sftp] keys of its own
+    (another collector's host, user, key, folder, package...)."""
+    out = []
+    for state, value in raw.items():
+        where = f"[states] {state}"
+        if not (len(state) == 2 and state.isascii() and state.isupper() and state.isalpha()):
+            raise SettingsError(f"{where}: a state is two capital letters, e.g. OH")
+        table = {"profile": value} if isinstance(value, str) else value
+        if not isinstance(table, dict) or not isinstance(table.get("profile"), str):
+            raise SettingsError(f"{where}: give a profile name (cashcapture profiles list)")
+        sftp = {k: v for k, v in table.items() if k != "profile"}
+        checked = _section(SftpSettings, sftp, f"states.{state}")
+        out.append((state, table["profile"], tuple((k, getattr(checked, k)) for k in sftp)))
+    return tuple(out)
 
 
 def load(path: str | Path | None) -> Settings:
@@ -222,5 +272,6 @@ def load(path: str | Path | None) -> Settings:
             sftp=_section(SftpSettings, raw.get("sftp", {}), "sftp"),
             base_dir=path.parent.resolve(),
             db=db,
+            states=_states(raw.get("states", {})),
         )
     )

@@ -347,10 +347,41 @@ def submit(
     progress: Callable[[str], None] | None = None,
     sleep: Callable[[float], Awaitable[object]] = _asleep,
 ) -> SubmitResult:
-    """Deliver every written or interrupted file; safe to re-run at any time."""
+    """Deliver every written or interrupted file, each to its state's collector; safe to
+    re-run at any time. A state whose collector refuses us (host key, login, a PGP key
+    that cannot encrypt, no profile) keeps its files queued; the other states' still go."""
     with sessions() as s:
         ids = pending_ids(s)
+        by_state = _by_state(s, ids, settings.extract.report_state)
     if not ids:
         return SubmitResult()
-    delivery = _Delivery(sessions, settings, progress, sleep)
-    return asyncio.run(delivery.run(ids))
+    if list(by_state) == [settings.extract.report_state]:  # one collector: refusals stop the run
+        return asyncio.run(_Delivery(sessions, settings, progress, sleep).run(ids))
+    result = SubmitResult()
+    for state, state_ids in by_state.items():
+        try:
+            part = asyncio.run(
+                _Delivery(sessions, settings.for_state(state), progress, sleep).run(state_ids)
+            )
+        except (Refused, SettingsError) as exc:
+            with sessions() as s:
+                names = s.scalars(select(Submission.file_name).where(Submission.id.in_(state_ids)))
+                result.failed.update({name: f"{state}: {exc}" for name in names})
+            continue
+        result.uploaded += part.uploaded
+        result.recovered += part.recovered
+        result.failed.update(part.failed)
+        result.retries += part.retries
+    return result
+
+
+def _by_state(session: Session, ids: list[int], home: str) -> dict[str, list[int]]:
+    """Pending files by the state they go to (a file from before several states: home)."""
+    rows = session.execute(
+        select(Submission.id, Submission.pmp_state).where(Submission.id.in_(ids))
+    )
+    state_of = {sid: state or home for sid, state in rows}
+    out: dict[str, list[int]] = {}
+    for sid in ids:
+        out.setdefault(state_of[sid], []).append(sid)
+    return out

@@ -101,7 +101,7 @@ def test_a_section_no_part_knows_is_refused_by_every_extract_command(tmp_path, c
         assert code == 2 and out == "", command
         assert err.strip().splitlines() == [
             "cashcapture: error: unknown section(s) in config: sftpp "
-            "(known: adapter, listeners, routes, payers, extract, sftp)"
+            "(known: adapter, listeners, routes, payers, extract, sftp, states)"
         ], command
     assert not (tmp_path / "x.db").exists()  # refused before any database was touched
 

@@ -197,6 +197,7 @@ def test_store_failure_answers_99_never_paid(adapter, migrated_db_url):
         conn.execute(text("DROP TABLE fill_ingredients"))
         conn.execute(text("DROP TABLE submission_records"))
         conn.execute(text("DROP TABLE record_rejects"))
+        conn.execute(text("DROP TABLE fill_reports"))
         conn.execute(text("DROP TABLE fills"))
     engine.dispose()
     with Client(adapter.ports["stx"]) as c:

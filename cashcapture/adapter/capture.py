@@ -51,6 +51,9 @@ class Invalid(ValueError):
 
 
 # fmt: off
+# Fill columns that decide where a fill is reported, not what its record says.
+ROUTING_COLUMNS = frozenset({"service_type"})
+
 FIELD_MAP: tuple[FieldMap, ...] = (
     # code  seg     Fill column              ASAP     reject req   rule
     FieldMap("CO", "01", "patient_id_jurisdiction", "PAT01", "CO", False, "id_jurisdiction"),
@@ -77,6 +80,7 @@ FIELD_MAP: tuple[FieldMap, ...] = (
     FieldMap("28", "07", "dosage_units", "DSP11", "26", False, "unit_of_measure"),
     FieldMap("DJ", "07", "rx_origin", "DSP12", "33", False, "rx_origin"),
     FieldMap("HD", "07", "partial_fill", "DSP13", "HD", False, "partial_fill"),
+    FieldMap("U7", "07", "service_type", None, "U7", False, "service_type"),
     FieldMap("EZ", "03", None, None, "EZ", True, "dea_qualifier"),
     FieldMap("DB", "03", "prescriber_dea", "PRE02", "25", True, "dea"),
     FieldMap("DR", "03", "prescriber_last_name", "PRE05", "DR", False, "text"),
@@ -294,6 +298,11 @@ def _rx_origin(raw: str, ctx: Context) -> str | None:
     return RX_ORIGIN.get(raw)
 
 
+def _service_type(raw: str, ctx: Context) -> str | None:
+    """147-U7 as two digits (05 = mail order: reported to the patient's state too)."""
+    return f"{int(raw):02d}" if len(raw) <= 2 and ascii_digits(raw) else None
+
+
 def _partial_fill(raw: str, ctx: Context) -> str:
     return PARTIAL_FILL.get(raw.upper(), "02")
 
@@ -332,6 +341,7 @@ RULES: dict[str, Callable[[str, Context], object]] = {
     "unit_of_measure": _unit_of_measure,
     "rx_origin": _rx_origin,
     "partial_fill": _partial_fill,
+    "service_type": _service_type,
     "dea_qualifier": _dea_qualifier,
     "dea": _dea,
 }

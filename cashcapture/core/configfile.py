@@ -29,6 +29,7 @@ SECTIONS: dict[str, str] = {
     "payers": "adapter",
     "extract": "extract",  # extract/settings.py: the daily extract
     "sftp": "extract",  # extract/settings.py: the SFTP submitter
+    "states": "extract",  # extract/settings.py: other states' PMPs (profile, own [sftp] keys)
 }
 
 

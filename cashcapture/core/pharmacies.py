@@ -26,7 +26,7 @@ from cashcapture.core.ids import dea_ok, npi_ok
 from cashcapture.core.pmp.carry import REASON as CARRY_REASON
 from cashcapture.core.pmp.carry import carriable
 from cashcapture.core.pmp.filenames import file_name
-from cashcapture.core.store.models import Pharmacy
+from cashcapture.core.store.models import Pharmacy, PharmacyRegistration
 
 FILE_NAME_PART_MAX = 40  # the registry's column width
 _ANY_TIME = datetime(2000, 1, 1)
@@ -92,6 +92,8 @@ _FILE_NAME_PART = (
     "(it goes into the file name PMP_KY_SubmitterID_RegKey_CCYYMMDDHHMMSS.dat)"
 )
 
+_YES_NO = r"(?i)(y|yes|n|no|true|false|1|0)"
+
 #: One table drives `pharmacy add` options, CSV import columns and checks.
 COLUMNS: tuple[Column, ...] = (
     Column("dea", True, "dea", "a DEA number with a valid check digit"),
@@ -107,9 +109,15 @@ COLUMNS: tuple[Column, ...] = (
     Column("chain", False, r".{1,60}", "a chain name of at most 60 characters"),
     Column("submitter_id", False, "file_name", _FILE_NAME_PART),
     Column("reg_key", False, "file_name", _FILE_NAME_PART),
-    Column("active", False, r"(?i)(y|yes|n|no|true|false|1|0)", "yes or no"),
+    Column("active", False, _YES_NO, "yes or no"),
+    Column("mail_order", False, _YES_NO, "yes or no (ships to patients in other states)"),
 )
+BOOLEAN_COLUMNS = frozenset({"active", "mail_order"})
 COLUMN_NAMES = tuple(c.name for c in COLUMNS)
+
+
+def yes(value: object) -> bool:
+    return str(value).lower() in ("y", "yes", "true", "1")
 
 
 def clean_row(row: Mapping[str, str | None]) -> dict[str, object]:
@@ -125,8 +133,8 @@ def clean_row(row: Mapping[str, str | None]) -> dict[str, object]:
             raise RegistryError(f"column {column.name}: {exc}", column.name, str(exc)) from None
         if value is not None:
             fields[column.name] = value
-    if "active" in fields:
-        fields["active"] = str(fields["active"]).lower() in ("y", "yes", "true", "1")
+    for name in BOOLEAN_COLUMNS & set(fields):
+        fields[name] = yes(fields[name])
     fields.setdefault("state", "KY")
     return fields
 
@@ -185,7 +193,7 @@ def read_csv(text: str) -> list[dict[str, object]]:
     return out
 
 
-_NOT_NULL = ("dea", "name", "state", "active")
+_NOT_NULL = ("dea", "name", "state", "active", "mail_order")
 
 
 @dataclass
@@ -288,8 +296,8 @@ def update_pharmacy(
             value: object = column.clean(raw)
         except ValueError as exc:
             raise RegistryError(f"column {name}: {exc}", name, str(exc)) from None
-        if name == "active":
-            value = str(value).lower() in ("y", "yes", "true", "1")
+        if name in BOOLEAN_COLUMNS:
+            value = yes(value)
         fields[name] = value
     if "dea" in fields and fields["dea"] != pharmacy.dea:
         if session.scalar(select(Pharmacy.id).where(Pharmacy.dea == fields["dea"])):
@@ -317,3 +325,46 @@ def deactivate(session: Session, dea: str) -> tuple[Pharmacy, bool]:
 
 def list_pharmacies(session: Session) -> list[Pharmacy]:
     return list(session.scalars(select(Pharmacy).order_by(Pharmacy.id)))
+
+
+def register(
+    session: Session, dea: str, state: str, submitter_id: str | None, reg_key: str | None
+) -> tuple[Pharmacy, bool]:
+    """Register a pharmacy with another state's PMP, or change that registration
+    (submitter ID and RegKey as that state issued them). (pharmacy, created); no commit."""
+    pharmacy = get(session, dea)
+    fields = {"state": state, "submitter_id": submitter_id, "reg_key": reg_key}
+    cleaned: dict[str, object] = {}
+    for name, raw in fields.items():
+        column = next(c for c in COLUMNS if c.name == name)
+        try:
+            cleaned[name] = column.clean(raw)
+        except ValueError as exc:
+            raise RegistryError(f"column {name}: {exc}", name, str(exc)) from None
+    if cleaned["state"] is None:
+        raise RegistryError("column state: state is required", "state", "state is required")
+    if cleaned["state"] == pharmacy.state:
+        raise RegistryError(
+            f"{pharmacy.dea} is a {pharmacy.state} pharmacy: its home registration is "
+            "`pharmacy update --submitter-id --reg-key`"
+        )
+    reg = session.scalar(
+        select(PharmacyRegistration).where(
+            PharmacyRegistration.pharmacy_id == pharmacy.id,
+            PharmacyRegistration.state == cleaned["state"],
+        )
+    )
+    created = reg is None
+    if reg is None:
+        reg = PharmacyRegistration(pharmacy_id=pharmacy.id, state=cleaned["state"])
+        session.add(reg)
+    reg.submitter_id = cleaned["submitter_id"]  # type: ignore[assignment]
+    reg.reg_key = cleaned["reg_key"]  # type: ignore[assignment]
+    session.flush()
+    return pharmacy, created
+
+
+def registrations(session: Session, pharmacy: Pharmacy) -> list[PharmacyRegistration]:
+    """The pharmacy's registrations with other states' PMPs, by state."""
+    stmt = select(PharmacyRegistration).where(PharmacyRegistration.pharmacy_id == pharmacy.id)
+    return list(session.scalars(stmt.order_by(PharmacyRegistration.state)))

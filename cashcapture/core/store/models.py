@@ -28,6 +28,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -84,6 +85,9 @@ class Pharmacy(Base):
     )
     reg_key: Mapped[str | None] = mapped_column(String(40))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    mail_order: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false(), comment="ships to patients in other states"
+    )
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     @property
@@ -138,6 +142,7 @@ class Fill(Base):
 
     state: Mapped[str] = mapped_column(String(7), default="new")
     route: Mapped[str] = mapped_column(String(7))
+    service_type: Mapped[str | None] = mapped_column(String(2), comment="147-U7, 05 mail order")
     version: Mapped[int] = mapped_column(Integer, default=1, comment="bumped on every change")
     needs_report: Mapped[bool] = mapped_column(Boolean, default=True)
     reported_status: Mapped[str | None] = mapped_column(
@@ -278,6 +283,7 @@ class Submission(Base):
     content: Mapped[bytes | None] = mapped_column(LargeBinary)
     path: Mapped[str | None] = mapped_column(String(500))
     # Fixed when delivery starts, so a re-run looks for (and packs as) the same name.
+    pmp_state: Mapped[str | None] = mapped_column(String(2), comment="NULL: the home state's")
     remote_path: Mapped[str | None] = mapped_column(
         String(600), comment="folder/NAME.dat[.pgp] or NAME.zip as sent; NULL until delivery starts"
     )
@@ -286,6 +292,38 @@ class Submission(Base):
     records: Mapped[list[SubmissionRecord]] = relationship(
         back_populates="submission", cascade="all, delete-orphan", lazy="raise_on_sql"
     )
+
+
+class PharmacyRegistration(Base):
+    """A pharmacy's registration with another state's PMP (its home state's is on the
+    pharmacy): the submitter ID and RegKey that state knows it by."""
+
+    __tablename__ = "pharmacy_registrations"
+    __table_args__ = (UniqueConstraint("pharmacy_id", "state", name="uq_pharmacy_registrations"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    pharmacy_id: Mapped[int] = mapped_column(ForeignKey("pharmacies.id"))
+    state: Mapped[str] = mapped_column(String(2), comment="the PMP's state")
+    submitter_id: Mapped[str | None] = mapped_column(String(40))
+    reg_key: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class FillReport(Base):
+    """What another state's PMP holds of a fill (a mail-order fill to its resident):
+    one row per fill and state, so a fill never goes twice to one state. The home
+    state's report lives on the fill itself."""
+
+    __tablename__ = "fill_reports"
+    __table_args__ = (UniqueConstraint("fill_id", "state", name="uq_fill_reports"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    fill_id: Mapped[int] = mapped_column(ForeignKey("fills.id"))
+    state: Mapped[str] = mapped_column(String(2), comment="another state's PMP")
+    reported_status: Mapped[str] = mapped_column(String(2), comment="DSP01 delivered")
+    reported_version: Mapped[int] = mapped_column(Integer)
+    reported_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"))
 
 
 class SubmissionRecord(Base):

@@ -42,9 +42,11 @@ from cashcapture.core.store.models import (
     Claim,
     Fill,
     FillIngredient,
+    FillReport,
     Pharmacy,
     Submission,
     SubmissionRecord,
+    submission_pharmacies,
 )
 from cashcapture.core.store.sql import (
     BindProcessor,
@@ -558,6 +560,16 @@ def mark_fills_reported(session: Session, submission_id: int, at: dt.datetime | 
     when the reversal arrived and its void dequeued it). Fills of this
     session are expired, so they read the new values.
     """
+    # A file for a state that is not its pharmacies' home: that state's FillReports.
+    other_state = session.scalar(
+        select(Submission.pmp_state)
+        .join(submission_pharmacies, submission_pharmacies.c.submission_id == Submission.id)
+        .join(Pharmacy, Pharmacy.id == submission_pharmacies.c.pharmacy_id)
+        .where(Submission.id == submission_id, Pharmacy.state != Submission.pmp_state)
+        .limit(1)
+    )
+    if other_state is not None:
+        return _mark_reported_to(session, other_state, submission_id, at or utcnow())
     rec = select(SubmissionRecord).where(
         SubmissionRecord.submission_id == submission_id, SubmissionRecord.fill_id == Fill.id
     )
@@ -583,3 +595,36 @@ def mark_fills_reported(session: Session, submission_id: int, at: dt.datetime | 
         if isinstance(obj, Fill):
             session.expire(obj)
     return int(result.rowcount)  # type: ignore[attr-defined]  # an UPDATE's CursorResult
+
+
+def _mark_reported_to(session: Session, state: str, submission_id: int, at: dt.datetime) -> int:
+    """Another state's PMP now holds these records: one FillReport per fill and state,
+    replaced by the newer one (what that state holds is what went last)."""
+    records = session.execute(
+        select(
+            SubmissionRecord.fill_id,
+            SubmissionRecord.reporting_status,
+            SubmissionRecord.fill_version,
+        ).where(SubmissionRecord.submission_id == submission_id)
+    ).all()
+    if not records:
+        return 0
+    ids = [fill_id for fill_id, _, _ in records]
+    session.execute(
+        delete(FillReport).where(FillReport.state == state, FillReport.fill_id.in_(ids))
+    )
+    session.execute(
+        insert(FillReport),
+        [
+            dict(
+                fill_id=fill_id,
+                state=state,
+                reported_status=status,
+                reported_version=version,
+                reported_at=at,
+                submission_id=submission_id,
+            )
+            for fill_id, status, version in records
+        ],
+    )
+    return len(records)
