@@ -28,6 +28,7 @@ from sqlalchemy import (
     case,
     delete,
     exists,
+    insert,
     or_,
     select,
     update,
