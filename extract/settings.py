@@ -182,6 +182,11 @@ def check_profile(ex: ExtractSettings) -> None:
         )
     if not ex.report_state:
         raise SettingsError(f"[extract] state: profile {pmp.name} serves any state; name one")
+    if pmp.revisions != "01":
+        raise SettingsError(
+            f"[extract] profile {pmp.name}: revisions {pmp.revisions!r} (a void and a new "
+            "record for each change) is not built yet; only 01 revisions are"
+        )
     if not (ex.report_state.isascii() and ex.report_state.isalpha() and len(ex.report_state) == 2):
         raise SettingsError(f"[extract] state: {ex.report_state!r} is not a two-letter state code")
     if ex.asap_version and ex.asap_version != pmp.asap_version:

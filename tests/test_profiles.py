@@ -84,6 +84,17 @@ def test_settings_that_do_not_fit_the_profile_are_refused(tmp_path, extract, mes
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
 
 
+def test_a_profile_asking_void_plus_new_is_refused_not_half_served(tmp_path, monkeypatch):
+    real = profiles.load
+
+    def load(name):
+        return replace(real("KY"), revisions="void+new") if name == "KY" else real(name)
+
+    monkeypatch.setattr(profiles, "load", load)
+    with pytest.raises(SettingsError, match="revisions 'void\\+new' .* is not built yet"):
+        check(settings(tmp_path))
+
+
 def test_the_generic_profile_takes_the_state_and_zone_from_the_config(tmp_path):
     with pytest.raises(SettingsError, match="timezone: profile ASAP-4.2A has none"):
         check(settings(tmp_path, profile="ASAP-4.2A", state="OH", timezone=""))
