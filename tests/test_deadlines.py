@@ -69,6 +69,11 @@ def test_status_lists_late_fills(sessions, tmp_path, migrated_db_url, sftp_serve
     assert "2026-12-24" in out and "2026-12-28" in out
 
 
+def _run_daily_on_the_29th(db: str, cfg: str) -> int:
+    with freeze_time("2026-12-29 15:00:00"):
+        return cli.main(["run-daily", "--date", "2026-12-28", "--db", db, "--config", cfg])
+
+
 def test_run_daily_exits_1_naming_the_late_fills(
     sessions,
     tmp_path,
@@ -80,10 +85,7 @@ def test_run_daily_exits_1_naming_the_late_fills(
     with sessions.begin() as s:  # the 23rd's fill is held back at extract: it stays owed
         s.execute(update(Fill).where(Fill.rx_number == "A2").values(ndc="00000000000"))
     cfg = _config(tmp_path, sftp_server)
-    with freeze_time("2026-12-29 15:00:00"):
-        code = cli.main(
-            ["run-daily", "--date", "2026-12-28", "--db", migrated_db_url, "--config", cfg]
-        )
+    code = _run_daily_on_the_29th(migrated_db_url, cfg)
     out, err = capsys.readouterr()
     assert code == 1 and "uploaded    PMP_KY_" in out  # the 24th's fill went
     late = [line for line in err.splitlines() if "past the reporting deadline" in line]
@@ -104,10 +106,7 @@ def test_run_daily_delivering_everything_is_not_late(
 ):
     _fills(sessions)
     cfg = _config(tmp_path, sftp_server)
-    with freeze_time("2026-12-29 15:00:00"):
-        code = cli.main(
-            ["run-daily", "--date", "2026-12-28", "--db", migrated_db_url, "--config", cfg]
-        )
+    code = _run_daily_on_the_29th(migrated_db_url, cfg)
     err = capsys.readouterr().err
     assert code == 0, err
     assert "past the reporting deadline" not in err

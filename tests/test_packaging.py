@@ -106,41 +106,9 @@ def test_gpg_decrypts_what_we_encrypt_to_its_own_key(tmp_path):
         assert gpg("--decrypt", data=message) == asap
 
 
-def _expired_key(path: Path) -> Path:
-    import warnings
-
-    with warnings.catch_warnings():  # PGPy imports imghdr (deprecated)
-        warnings.simplefilter("ignore")
-        import pgpy
-        from pgpy.constants import HashAlgorithm, KeyFlags, PubKeyAlgorithm
-
-        created = dt.datetime.now(dt.UTC) - dt.timedelta(days=400)
-        key = pgpy.PGPKey.new(PubKeyAlgorithm.RSAEncryptOrSign, 2048, created=created)
-        key.add_uid(
-            pgpy.PGPUID.new("Old collector"),
-            usage={KeyFlags.EncryptCommunications, KeyFlags.EncryptStorage},
-            hashes=[HashAlgorithm.SHA256],
-            key_expiration=dt.timedelta(days=30),
-        )
-        path.write_text(str(key.pubkey))
-    return path
-
-
-def _signing_only_key(path: Path) -> Path:
-    import warnings
-
-    with warnings.catch_warnings():  # PGPy imports imghdr (deprecated)
-        warnings.simplefilter("ignore")
-        import pgpy
-        from pgpy.constants import HashAlgorithm, KeyFlags, PubKeyAlgorithm
-
-        key = pgpy.PGPKey.new(PubKeyAlgorithm.RSAEncryptOrSign, 2048)
-        key.add_uid(pgpy.PGPUID.new("Signer"), usage={KeyFlags.Sign}, hashes=[HashAlgorithm.SHA256])
-        path.write_text(str(key.pubkey))
-    return path
-
-
-def _revoked_key(path: Path) -> Path:
+def _pgpy_key(path: Path, name: str, usage: str, *, expired=False, revoked=False) -> Path:
+    """A public key file made with PGPy: `usage` "encrypt" or "sign"; expired (made 400
+    days ago, valid 30) or revoked when asked."""
     import warnings
 
     with warnings.catch_warnings():  # PGPy imports imghdr (deprecated)
@@ -148,15 +116,31 @@ def _revoked_key(path: Path) -> Path:
         import pgpy
         from pgpy.constants import HashAlgorithm, KeyFlags, PubKeyAlgorithm, RevocationReason
 
-        key = pgpy.PGPKey.new(PubKeyAlgorithm.RSAEncryptOrSign, 2048)
+        created = dt.datetime.now(dt.UTC) - dt.timedelta(days=400 if expired else 0)
+        key = pgpy.PGPKey.new(PubKeyAlgorithm.RSAEncryptOrSign, 2048, created=created)
+        flags = {KeyFlags.EncryptCommunications, KeyFlags.EncryptStorage}
         key.add_uid(
-            pgpy.PGPUID.new("Retired"),
-            usage={KeyFlags.Certify, KeyFlags.EncryptCommunications},
+            pgpy.PGPUID.new(name),
+            usage={KeyFlags.Certify, *flags} if usage == "encrypt" else {KeyFlags.Sign},
             hashes=[HashAlgorithm.SHA256],
+            key_expiration=dt.timedelta(days=30) if expired else None,
         )
-        key |= key.revoke(key, reason=RevocationReason.Retired)
+        if revoked:
+            key |= key.revoke(key, reason=RevocationReason.Retired)
         path.write_text(str(key.pubkey))
     return path
+
+
+def _expired_key(path: Path) -> Path:
+    return _pgpy_key(path, "Old collector", "encrypt", expired=True)
+
+
+def _signing_only_key(path: Path) -> Path:
+    return _pgpy_key(path, "Signer", "sign")
+
+
+def _revoked_key(path: Path) -> Path:
+    return _pgpy_key(path, "Retired", "encrypt", revoked=True)
 
 
 @pytest.mark.parametrize(
