@@ -55,6 +55,7 @@ STATUS_COLUMNS = (
     "Delivery",
     "State",
     "State Recorded On",
+    "PMP",
 )
 RECAP_COLUMNS = (
     "DEANumber",
@@ -124,6 +125,7 @@ def status(session: Session, first: dt.date, last: dt.date, zone: ZoneInfo) -> R
             sub.state,
             describe(sub, counts.get(sub.id)),
             _day(sub.state_recorded_at, zone),
+            sub.pmp_state or "",
         )
         for sub in subs
     ]

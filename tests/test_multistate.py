@@ -82,6 +82,15 @@ def test_a_mail_order_fill_goes_to_both_states_once(
         states = sorted(sub.pmp_state for sub in s.scalars(select(Submission)))
         assert states == ["KY", "KY", "OH"]
 
+    # the operator sees which state each file went to
+    assert cli.main(["status", "--csv", *args]) == 0
+    status = capsys.readouterr().out.splitlines()
+    assert status[0].endswith(",PMP") and sorted(r.rsplit(",", 1)[1] for r in status[1:]) == [
+        "KY",
+        "KY",
+        "OH",
+    ]
+
     # a second run sends nothing to either state
     assert cli.main(["run-daily", "--date", TODAY.isoformat(), *args]) == 0
     capsys.readouterr()
