@@ -436,41 +436,22 @@ def serve(config_path, db, host, port, cash_bins, workers) -> None:
 @click.option("--timeout", type=float, default=15.0, show_default=True)
 def send(files, host, port, framing_name, as_json, timeout) -> None:
     """Send claims (raw D.0 files, or JSON in the codec's contract) and print the answers."""
-    import socket
-
-    from cashcapture.adapter import framing
+    from cashcapture.adapter.client import Client, ClientError
 
     messages = [(name, _read_claim(name)) for name in files]
     try:
-        sock = socket.create_connection((host, port), timeout=timeout)
+        client = Client(host, port, framing_name, timeout=timeout)
     except OSError as exc:
         raise UserError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
-    decoder = framing.decoder(framing_name, 65535)
-    with sock:
+    with client:
         for name, data in messages:
             try:
-                sock.sendall(framing.encode(framing_name, data))
-                answer = _receive(sock, decoder)
-            except (OSError, ValueError) as exc:
+                answer = client.exchange(data)
+            except (OSError, ClientError) as exc:
                 raise UserError(f"{name}: {exc}") from None
             if answer is None:
                 raise UserError(f"{name}: the server closed the connection without an answer")
             _print_answer(name, answer, as_json)
-
-
-def _receive(sock, decoder) -> bytes | None:
-    from cashcapture.adapter import framing
-
-    while True:
-        frame = decoder.next_frame()
-        if isinstance(frame, framing.FrameError):
-            raise ValueError(f"unreadable answer: {frame.reason}")
-        if frame is not None:
-            return frame
-        chunk = sock.recv(65536)
-        if not chunk:
-            return None
-        decoder.feed(chunk)
 
 
 def _print_answer(name: str, answer: bytes, as_json: bool) -> None:

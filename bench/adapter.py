@@ -32,7 +32,6 @@ import json
 import multiprocessing
 import os
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -148,9 +147,9 @@ async def _connection(
     """Claims answered on one connection. ``frames`` yields frames, or (frame, malformed)
     pairs: a malformed claim must be rejected (not 99), the others paid; ``rejected``
     gets one entry per malformed claim answered."""
-    reader, writer = await asyncio.open_connection(host, port)
-    sock = writer.get_extra_info("socket")
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    from cashcapture.adapter.client import AsyncClient
+
+    client = await AsyncClient.connect(host, port, "stx")
     done = 0
     clock = time.perf_counter
     for item in frames:
@@ -158,9 +157,10 @@ async def _connection(
         t0 = clock()
         if t0 >= until:
             break
-        writer.write(frame)
-        head = await reader.readexactly(5)  # STX + 4 length digits
-        answer = await reader.readexactly(int(head[1:]) + 1)  # message + ETX
+        client.send_raw(frame)  # built once up front (framing.encode)
+        answer = await client.receive()
+        if answer is None:
+            raise AssertionError("the adapter closed the connection")
         if lat is not None:
             lat.append(clock() - t0)
         if bad:
@@ -171,7 +171,7 @@ async def _connection(
         elif b"\x1cANP" not in answer:
             raise AssertionError("claim not paid")
         done += 1
-    writer.close()
+    client.close()
     return done
 
 

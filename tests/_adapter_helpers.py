@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import ncpdp
-from cashcapture.adapter import framing
+from cashcapture.adapter import client, framing
 from cashcapture.core.store import Pharmacy, make_engine, session_factory, upgrade
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,45 +95,23 @@ def free_port() -> int:
 # --- clients ---------------------------------------------------------------------
 
 
-class Client:
-    """A pharmacy system: one blocking TCP connection, one framing."""
+class Client(client.Client):
+    """A pharmacy system on loopback: the library client, asserting it gets answers."""
 
     def __init__(self, port: int, framing_name: str = "stx", timeout: float = 10.0) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.framing = framing_name
-        self.decoder = framing.decoder(framing_name, 65535)
-
-    def send_raw(self, data: bytes) -> None:
-        self.sock.sendall(data)
+        super().__init__("127.0.0.1", port, framing_name, timeout=timeout)
 
     def receive(self) -> bytes | None:
         """The next response, or None when the server closed the connection."""
-        while True:
-            frame = self.decoder.next_frame()
-            if isinstance(frame, framing.FrameError):
-                raise AssertionError(frame.reason)
-            if frame is not None:
-                return frame
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                return None
-            self.decoder.feed(chunk)
+        try:
+            return super().receive()
+        except client.ClientError as exc:
+            raise AssertionError(str(exc)) from None
 
     def exchange(self, message: bytes) -> bytes:
-        self.send_raw(framing.encode(self.framing, message))
-        answer = self.receive()
+        answer = super().exchange(message)
         assert answer is not None, "server closed the connection"
         return answer
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 class FakePayer:

@@ -9,9 +9,8 @@ the next claim's.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 
-from cashcapture.adapter import framing
+from cashcapture.adapter.client import AsyncClient, ClientError
 from cashcapture.adapter.config import PayerRoute
 
 TIME_OUT = "95"  # Time Out
@@ -28,20 +27,6 @@ class UpstreamError(Exception):
         self.reason = reason
 
 
-class _Closed(Exception):
-    """The payer closed the connection before sending a byte of its answer."""
-
-
-@dataclass
-class _Conn:
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    decoder: framing.Decoder
-
-    def close(self) -> None:
-        self.writer.close()
-
-
 class Payer:
     """Connection pool and exchange for one payer route."""
 
@@ -49,30 +34,15 @@ class Payer:
         self.route = route
         self.max_size = max_size
         self.max_idle = max_idle
-        self._idle: list[_Conn] = []
+        self._idle: list[AsyncClient] = []
 
-    async def _connect(self) -> _Conn:
+    async def _connect(self) -> AsyncClient:
         try:
-            reader, writer = await asyncio.open_connection(self.route.host, self.route.port)
+            return await AsyncClient.connect(
+                self.route.host, self.route.port, self.route.framing, max_size=self.max_size
+            )
         except OSError as exc:
             raise UpstreamError(CONNECTION_DOWN, f"cannot connect: {exc.strerror or exc}") from None
-        return _Conn(reader, writer, framing.decoder(self.route.framing, self.max_size))
-
-    async def _exchange(self, conn: _Conn, data: bytes) -> bytes:
-        conn.writer.write(framing.encode(self.route.framing, data))
-        await conn.writer.drain()
-        while True:
-            frame = conn.decoder.next_frame()
-            if isinstance(frame, framing.FrameError):
-                raise UpstreamError(PAYER_UNAVAILABLE, f"unreadable answer: {frame.reason}")
-            if frame is not None:
-                return frame
-            chunk = await conn.reader.read(65536)
-            if not chunk:
-                if conn.decoder.pending == 0:
-                    raise _Closed
-                raise UpstreamError(PAYER_UNAVAILABLE, "payer closed the connection mid-answer")
-            conn.decoder.feed(chunk)
 
     async def send(self, data: bytes) -> bytes:
         """The payer's response bytes, or UpstreamError (95 on timeout, 97, 98)."""
@@ -82,23 +52,24 @@ class Payer:
                     reused = bool(self._idle)
                     conn = self._idle.pop() if reused else await self._connect()
                     try:
-                        answer = await self._exchange(conn, data)
-                        break
-                    except _Closed:
+                        answer = await conn.exchange(data)
+                    except ClientError as exc:
                         conn.close()
-                        if not reused:
-                            raise UpstreamError(
-                                PAYER_UNAVAILABLE, "payer closed the connection"
-                            ) from None
-                        # a pooled connection the payer had closed: try a fresh one
+                        raise UpstreamError(PAYER_UNAVAILABLE, f"payer: {exc}") from None
                     except BaseException:
                         conn.close()
                         raise
+                    if answer is not None:
+                        break
+                    conn.close()
+                    if not reused:
+                        raise UpstreamError(PAYER_UNAVAILABLE, "payer closed the connection")
+                    # a pooled connection the payer had closed: try a fresh one
         except TimeoutError:
             raise UpstreamError(TIME_OUT, f"no answer within {self.route.timeout:g}s") from None
         except (ConnectionError, OSError) as exc:
             raise UpstreamError(PAYER_UNAVAILABLE, f"connection failed: {exc}") from None
-        if len(self._idle) < self.max_idle and conn.decoder.pending == 0:
+        if len(self._idle) < self.max_idle and conn.pending == 0:
             self._idle.append(conn)
         else:
             conn.close()

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import ncpdp
 from cashcapture.adapter import framing
+from cashcapture.adapter.client import AsyncClient, ClientError
 from cashcapture.app import demo_claims
 from ncpdp import Request, responses
 from ncpdp.responses import Pricing
@@ -246,23 +247,19 @@ class SimulatedPayer:
 
 async def send_all(port: int, messages: list[bytes]) -> list[bytes]:
     """Send each message on one connection, one at a time, as a pharmacy system does."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    decoder = framing.decoder(FRAMING, 65535)
+    client = await AsyncClient.connect("127.0.0.1", port, FRAMING)
     answers = []
     try:
         for data in messages:
-            writer.write(framing.encode(FRAMING, data))
-            await writer.drain()
-            while (frame := decoder.next_frame()) is None:
-                chunk = await asyncio.wait_for(reader.read(65536), TIMEOUT)
-                if not chunk:
-                    raise DemoError("the adapter closed the connection without an answer")
-                decoder.feed(chunk)
-            if isinstance(frame, framing.FrameError):
-                raise DemoError(f"unreadable answer from the adapter: {frame.reason}")
-            answers.append(frame)
+            try:
+                answer = await asyncio.wait_for(client.exchange(data), TIMEOUT)
+            except ClientError as exc:
+                raise DemoError(f"{exc} from the adapter") from None
+            if answer is None:
+                raise DemoError("the adapter closed the connection without an answer")
+            answers.append(answer)
     finally:
-        writer.close()
+        client.close()
     return answers
 
 
