@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cashcapture.core.pmp.asap import KIND_DATE, KIND_DECIMAL, table
+from cashcapture.core.pmp.asap import KIND_DATE, KIND_DECIMAL, VERSIONS, table
 from cashcapture.core.pmp.asap.samples import header, pharmacy, records, sample_file
 from cashcapture.core.pmp.filenames import file_name
 from cashcapture.core.pmp.records import (
@@ -188,26 +188,31 @@ def _value_of(cls, seg: str, version: str = "4.1"):
     return st.builds(cls, **kw)
 
 
-_FILL = st.builds(
-    lambda d, pre, ing, air: replace(d, prescriber=pre, ingredients=tuple(ing), additional=air),
-    _value_of(Dispensation, "DSP"),
-    st.none() | _value_of(Prescriber, "PRE"),
-    st.lists(_value_of(Ingredient, "CDI"), max_size=3),
-    st.none() | _value_of(AdditionalInfo, "AIR"),
-)
-_PATIENT_GROUP = st.builds(
-    lambda p, fs: PatientGroup(p, tuple(fs)),
-    _value_of(Patient, "PAT"),
-    st.lists(_FILL, min_size=1, max_size=3),
-)
+def _fill(version: str):
+    return st.builds(
+        lambda d, pre, ing, air: replace(d, prescriber=pre, ingredients=tuple(ing), additional=air),
+        _value_of(Dispensation, "DSP", version),
+        st.none() | _value_of(Prescriber, "PRE", version),
+        st.lists(_value_of(Ingredient, "CDI", version), max_size=3),
+        st.none() | _value_of(AdditionalInfo, "AIR", version),
+    )
+
+
+def _patient_group(version: str):
+    return st.builds(
+        lambda p, fs: PatientGroup(p, tuple(fs)),
+        _value_of(Patient, "PAT", version),
+        st.lists(_fill(version), min_size=1, max_size=3),
+    )
 
 
 @st.composite
-def _files(draw):
+def _files(draw, version: str = "4.1"):
     created = draw(st.datetimes(datetime(1000, 1, 1), datetime(9999, 12, 31))).replace(
         microsecond=0
     )
     h = Header(
+        version=version,
         control_number=draw(_TEXT.filter(bool)),
         created=created,
         terminator=draw(st.sampled_from("~\\|")),
@@ -217,20 +222,26 @@ def _files(draw):
     n = draw(st.integers(0, 3))
     groups = []
     for i in range(n):
-        ph = draw(_value_of(type(pharmacy(0)), "PHA"))
+        ph = draw(_value_of(type(pharmacy(0)), "PHA", version))
         ph = replace(ph, dea=f"DEA{i}")
         groups.append(
-            PharmacyGroup(ph, tuple(draw(st.lists(_PATIENT_GROUP, min_size=1, max_size=3))))
+            PharmacyGroup(
+                ph, tuple(draw(st.lists(_patient_group(version), min_size=1, max_size=3)))
+            )
         )
     return AsapFile(h, tuple(groups))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_files())
-def test_read_write_round_trip(f):
-    data = write(f)
-    assert read(data) == f
-    assert write(read(data)) == data
+@pytest.mark.parametrize("version", VERSIONS)
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_read_write_round_trip(version, data):
+    """Every version's table: parse(build(x)) == x and build(parse(b)) == b."""
+    f = data.draw(_files(version))
+    b = write(f)
+    assert read(b) == f
+    assert write(read(b)) == b
+    assert b.startswith(f"TH*{version}*".encode())
 
 
 def test_quantities_keep_their_written_form():

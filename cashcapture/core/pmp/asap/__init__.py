@@ -17,6 +17,7 @@ DEFAULT_VERSION = "4.1"  # the codec's when a caller names none; the product's i
 VERSIONS = ("4.1", "4.2", "4.2A")
 SEGMENT_IDS = ("TH", "IS", "PHA", "PAT", "DSP", "PRE", "CDI", "AIR", "TP", "TT")
 ELEMENT_SEPARATOR = "*"
+RECORD_SEGMENT = "DSP"  # one dispensation: the unit the reader yields and the validator counts
 
 # Value kinds the codec knows, keyed by the start of the data_type column.
 KIND_DATE = "date"
@@ -118,3 +119,64 @@ def table(version: str = DEFAULT_VERSION) -> Table:
             raise ValueError(f"ASAP {version} table: {seg} elements are not numbered 1..n")
         done[seg] = tuple(els)
     return Table(version, done, {e.id: e for els in done.values() for e in els})
+
+
+# --- file structure: which segment nests in which, in what order, how often ---
+
+
+@dataclass(frozen=True, slots=True)
+class Nesting:
+    """One row of data/structure.csv: where a segment may stand in a file.
+
+    A segment opens a group (its children follow it, in the order the rows give,
+    each between `min` and `max` times); `closes` marks the child that ends its
+    parent's group (TP ends a pharmacy, TT the file). `missing` is the message
+    when the group ends without this required child, said at the segment that
+    ended it or (`missing_at` = "group") at the group's own segment.
+    """
+
+    segment: str
+    parent: str  # "" = the file itself
+    index: int  # place among the parent's children
+    min: int
+    max: int | None  # None = any number
+    closes: bool
+    missing: str
+    missing_at: str  # "segment" | "group"
+    children: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Grammar:
+    """The ASAP file structure as data: every version shares it."""
+
+    rules: dict[str, Nesting]
+    children: dict[str, tuple[Nesting, ...]]  # by parent segment ("" = the file)
+    record: str  # the segment that makes one record (DSP)
+
+
+@cache
+def grammar() -> Grammar:
+    """data/structure.csv read once: TH IS [PHA [PAT [DSP PRE? CDI* AIR?]+]+ TP]* TT."""
+    rows = _data("structure.csv")
+    kids: dict[str, list[str]] = {}
+    for r in rows:
+        kids.setdefault(r["parent"], []).append(r["segment"])
+    rules: dict[str, Nesting] = {}
+    for r in rows:
+        seg, parent = r["segment"], r["parent"]
+        if parent and not any(x["segment"] == parent for x in rows):
+            raise ValueError(f"structure.csv: {seg}'s parent {parent} is not a segment")
+        rules[seg] = Nesting(
+            segment=seg,
+            parent=parent,
+            index=kids[parent].index(seg),
+            min=int(r["min"]),
+            max=int(r["max"]) if r["max"] else None,
+            closes=r["closes"] == "parent",
+            missing=r["missing"],
+            missing_at=r["missing_at"] or "segment",
+            children=tuple(kids.get(seg, ())),
+        )
+    children = {p: tuple(rules[s] for s in segs) for p, segs in kids.items()}
+    return Grammar(rules, children, RECORD_SEGMENT)

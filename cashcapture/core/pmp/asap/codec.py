@@ -1,8 +1,9 @@
 """Bytes <-> segments <-> values, driven by the element table.
 
 `split` turns a file into segment strings (terminator from TH09, CR/LF between
-segments tolerated); `structure` walks them in ASAP order and yields one
-`RawRecord` per DSP, checking nesting and the TP/TT counts; `encode`/`decode`
+segments tolerated); `structure` walks them by the grammar in
+data/structure.csv (which segment nests in which, in what order, how often) and
+yields one `RawRecord` per DSP, checking the TP/TT counts; `encode`/`decode`
 map a value class to its element strings and back. The reader, the writer and
 the validator all stand on these.
 """
@@ -23,7 +24,10 @@ from cashcapture.core.pmp.asap import (
     KIND_DECIMAL,
     KIND_TIME,
     Element,
+    Grammar,
+    Nesting,
     Table,
+    grammar,
 )
 
 DECIMAL_PATTERN = _DECIMAL = re.compile(r"\d+(?:\.\d+)?\Z")  # metric decimal, no sign
@@ -124,113 +128,202 @@ class Trailer:
     pharmacies: int = 0
 
 
-_CHILD = {"PRE", "CDI", "AIR"}
+# The walk keeps one group per open segment group: [segment, position, values, index
+# of the last child seen (-1: none yet), how many of that child in a row].
+_SID, _POS, _VALUES, _LAST, _COUNT = range(5)
+
+
+def _missing(g: Grammar, group: list[Any], upto: int, pos: int, sid: str) -> None:
+    """Raise for the first required child of `group` that did not come before index `upto`."""
+    kids = g.children.get(group[_SID], ())
+    last = group[_LAST]
+    need: Nesting | None = None
+    if last >= 0 and group[_COUNT] < kids[last].min:
+        need = kids[last]
+    else:
+        need = next((k for k in kids[last + 1 : upto] if k.min), None)
+    if need is None:
+        return
+    if need.missing_at == "group":
+        raise AsapError(need.missing.format(sid=sid), group[_POS], group[_SID])
+    raise AsapError(need.missing.format(sid=sid), pos, sid)
+
+
+def _step(g: Grammar, groups: list[list[Any]], sid: str, pos: int) -> tuple[int, bool]:
+    """Place one segment by the grammar: close the groups it ends, check its place among
+    its siblings, open its own group. Returns (groups ended, whether the record's was
+    one of them); AsapError when the segment is out of place."""
+    rule = g.rules.get(sid)
+    if rule is None:
+        raise AsapError(f"unknown or misplaced segment {sid[:8]!r}", pos, sid[:8])
+    parent = rule.parent
+    k = len(groups) - 1
+    while k >= 0 and groups[k][_SID] != parent:
+        k -= 1
+    if k < 0:
+        raise AsapError(f"{sid} segment outside a {parent}", pos, sid)
+    ended = 0
+    record = False
+    while len(groups) - 1 > k:
+        done = groups.pop()
+        _missing(g, done, len(g.children[done[_SID]]), pos, sid)
+        ended += 1
+        record = record or done[_SID] == g.record
+    top = groups[-1]
+    last = top[_LAST]
+    if rule.index == last:
+        top[_COUNT] += 1
+        if rule.max is not None and top[_COUNT] > rule.max:
+            raise AsapError(f"second {sid} segment for one {parent or 'file'}", pos, sid)
+    elif rule.index > last:
+        _missing(g, top, rule.index, pos, sid)
+        top[_LAST] = rule.index
+        top[_COUNT] = 1
+    else:
+        after = g.children[parent][last].segment
+        raise AsapError(f"{sid} segment after {after}", pos, sid)
+    if rule.closes:
+        groups.pop()
+    elif rule.children:
+        groups.append([sid, pos, None, -1, 0])
+    return ended, record
+
+
+# The walk's state, interned: each distinct stack of (segment, last child, count) gets a
+# number and a dict of moves: _MOVES[state][sid] is what `_step` did from it (the next
+# state's own dict inside, and the state's number under the key _STATE), learnt the first time and
+# replayed after, so a long file costs a dict look-up per segment, not a grammar walk.
+_STATES: dict[tuple[tuple[str, int, int], ...], int] = {}
+_STACKS: list[tuple[tuple[str, int, int], ...]] = []
+_MOVES: list[dict[Any, Any]] = []
+_STATE = 0  # not a segment ID (those are strings): the key of the state's own number
+# What the segment adds to the record being built (RawRecord attributes are named after
+# the record's child segments: pre, cdi, air).
+_OTHER, _RECORD, _ONE_OF_RECORD, _MANY_OF_RECORD, _IS, _TP, _TT = range(7)
+_SEGMENT_KIND = {"IS": _IS, "TP": _TP, "TT": _TT}  # segments with counts or header values
+# After the segment: its group opens, takes the place of the group it ended, or its
+# parent's group closes.
+_OPENS, _REPLACES, _CLOSES = 1, 2, 3
+
+
+def _state(g: Grammar, groups: list[list[Any]]) -> int:
+    key = []
+    for sid, _, _, last, count in groups:
+        if last >= 0:
+            kid = g.children[sid][last]
+            count = min(count, kid.max if kid.max is not None else max(kid.min, 1))
+        key.append((sid, last, count))
+    t = tuple(key)
+    n = _STATES.get(t)
+    if n is None:
+        n = _STATES[t] = len(_STACKS)
+        _STACKS.append(t)
+        _MOVES.append({_STATE: n})
+    return n
+
+
+def _learn(g: Grammar, moves: dict[Any, Any], sid: str, pos: int, frames: list[Any]) -> Any:
+    """Run `_step` on the full groups of `state` (positions from `frames`, so errors
+    name the right segment) and remember the move unless it raised."""
+    stack = _STACKS[moves[_STATE]]
+    groups = [
+        [s, f[0], f[1], last, count] for (s, last, count), f in zip(stack, frames, strict=True)
+    ]
+    ended, record = _step(g, groups, sid, pos)
+    rule = g.rules[sid]
+    kind = _SEGMENT_KIND.get(sid, _OTHER)
+    if sid == g.record:
+        kind = _RECORD
+    elif rule.parent == g.record:
+        kind = _ONE_OF_RECORD if rule.max == 1 else _MANY_OF_RECORD
+    then = _CLOSES if rule.closes else _OPENS if rule.children else _OTHER
+    if then == _OPENS and ended:  # a sibling's group ends where this one opens
+        ended -= 1
+        then = _REPLACES
+    move = (ended, then, record, _MOVES[_state(g, groups)], kind, sid.lower())
+    moves[sid] = move
+    return move
 
 
 def structure(sp: Split, trailer: Trailer | None = None) -> Iterator[RawRecord]:
-    """Walk TH IS [PHA [PAT [DSP PRE CDI* AIR?]+]+ TP]* TT; AsapError on bad nesting, counts."""
+    """Walk the segments by the grammar (data/structure.csv), yielding one record per DSP.
+
+    AsapError on a segment out of place (outside its parent, out of order, once
+    too often, a required one missing) and on the TP01 / TT02 / TT01 counts.
+    """
+    g = grammar()
     sep = sp.separator
     segs = sp.segments
     th = segs[0].split(sep)
     tr = trailer if trailer is not None else Trailer(th)
     tr.th = th
     n = len(segs)
-    if n < 2 or not segs[1].startswith("IS" + sep) and segs[1] != "IS":
-        raise AsapError("IS segment must follow TH", 2, segs[1][:3] if n > 1 else "")
-    tr.isa = segs[1].split(sep)
-    pha: list[str] | None = None
-    pat: list[str] | None = None
+    frames: list[tuple[int, list[str]]] = [(0, [])]  # (position, values) of each open group
+    start = _MOVES[_state(g, [["", 0, None, -1, 0]])]
+    moves = (start.get("TH") or _learn(g, start, "TH", 1, frames))[3]  # split saw TH
     rec: RawRecord | None = None
-    pha_start = 0
-    pat_has_dsp = True
     number = 0
-    i = 2
-    while i < n:
+    for i in range(1, n):
         s = segs[i]
         sid = s.split(sep, 1)[0]
-        pos = i + 1
-        if sid == "DSP":
-            if pat is None or pha is None:
-                raise AsapError("DSP segment outside a PAT", pos, sid)
-            if rec is not None:
-                yield rec
+        move = moves.get(sid)
+        if move is None:
+            move = _learn(g, moves, sid, i + 1, frames)
+        pops, then, ends_record, moves, kind, attr = move
+        if pops:
+            del frames[-pops:]
+        if ends_record and rec is not None:
+            yield rec
+            rec = None
+        values = s.split(sep)
+        if kind == _ONE_OF_RECORD:
+            setattr(rec, attr, values)
+        elif kind == _RECORD:
             number += 1
             tr.records = number
-            rec = RawRecord(number, pha, pat, s.split(sep), None, [], None, pos)
-            pat_has_dsp = True
-        elif sid in _CHILD:
-            if rec is None:
-                raise AsapError(f"{sid} segment outside a DSP", pos, sid)
-            if sid == "PRE":
-                if rec.pre is not None or rec.cdi or rec.air is not None:
-                    raise AsapError("PRE segment out of order", pos, sid)
-                rec.pre = s.split(sep)
-            elif sid == "CDI":
-                if rec.air is not None:
-                    raise AsapError("CDI segment after AIR", pos, sid)
-                rec.cdi.append(s.split(sep))
-            else:
-                if rec.air is not None:
-                    raise AsapError("second AIR segment for one DSP", pos, sid)
-                rec.air = s.split(sep)
-        elif sid == "PAT":
-            if pha is None:
-                raise AsapError("PAT segment outside a PHA", pos, sid)
-            if not pat_has_dsp:
-                raise AsapError("PAT segment without a DSP", pos - 1, "PAT")
-            if rec is not None:
-                yield rec
-                rec = None
-            pat = s.split(sep)
-            pat_has_dsp = False
-        elif sid == "PHA":
-            if pha is not None:
-                raise AsapError("PHA segment before the previous pharmacy's TP", pos, sid)
-            pha = s.split(sep)
-            pat = None
-            pha_start = i
-            pat_has_dsp = True
-        elif sid == "TP":
-            if pha is None:
-                raise AsapError("TP segment without a PHA", pos, sid)
-            if pat is None or not pat_has_dsp:
-                raise AsapError("pharmacy without a PAT and DSP", pos, sid)
-            if rec is not None:
-                yield rec
-                rec = None
-            tp = s.split(sep)
-            want = i - pha_start + 1
-            got = tp[1] if len(tp) > 1 else ""
+            # the record's group is the third: under the file, its PHA's and its PAT's
+            rec = RawRecord(number, frames[1][1], frames[2][1], values, None, [], None, i + 1)
+        elif kind == _MANY_OF_RECORD:
+            getattr(rec, attr).append(values)
+        elif kind == _IS:
+            tr.isa = values
+        elif kind == _TP:
+            want = i + 2 - frames[-1][0]
+            got = values[1] if len(values) > 1 else ""
             if got != str(want):
                 raise AsapError(
                     f"TP01 detail segment count is {got!r}, the pharmacy has {want} segments",
-                    pos,
+                    i + 1,
                     sid,
                 )
             tr.pharmacies += 1
-            pha = pat = None
-        elif sid == "TT":
-            if pha is not None:
-                raise AsapError("TT segment before the pharmacy's TP", pos, sid)
-            tt = s.split(sep)
-            tr.tt = tt
+        elif kind == _TT:
+            tr.tt = values
             if i != n - 1:
-                raise AsapError("data after the TT segment", pos + 1, segs[i + 1][:3])
-            got = tt[2] if len(tt) > 2 else ""
+                raise AsapError(
+                    "data after the TT segment", i + 2, segs[i + 1].split(sep, 1)[0][:8]
+                )
+            got = values[2] if len(values) > 2 else ""
             if got != str(n):
                 raise AsapError(
-                    f"TT02 segment count is {got!r}, the file has {n} segments", pos, sid
+                    f"TT02 segment count is {got!r}, the file has {n} segments", i + 1, sid
                 )
             ctl = th[2] if len(th) > 2 else ""
-            if (tt[1] if len(tt) > 1 else "") != ctl:
-                raise AsapError("TT01 does not match TH02 transaction control number", pos, sid)
-        else:
-            raise AsapError(f"unknown or misplaced segment {sid[:8]!r}", pos, sid[:8])
-        i += 1
-    if tr.tt is None:
-        raise AsapError("file has no TT trailer segment", n, segs[-1][:3])
-    tr.segment_count = n
+            if (values[1] if len(values) > 1 else "") != ctl:
+                raise AsapError("TT01 does not match TH02 transaction control number", i + 1, sid)
+        if then:
+            if then == _REPLACES:
+                frames[-1] = (i + 1, values)
+            elif then == _OPENS:
+                frames.append((i + 1, values))
+            else:
+                frames.pop()
     tr.records = number
+    if tr.tt is None:
+        root = [["", 0, None, -1, 0]]
+        root[0][_LAST:] = _STACKS[moves[_STATE]][0][1:]
+        _missing(g, root[0], len(g.children[""]), n, segs[-1].split(sep, 1)[0][:8])
+    tr.segment_count = n
 
 
 # --- values <-> element strings ----------------------------------------------
