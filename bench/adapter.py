@@ -175,6 +175,18 @@ async def _connection(
     return done
 
 
+def run_figures(claims: int, elapsed: float, lat: list[float]) -> dict:
+    """Claims, seconds, claims/s and p50/p99 latency (ms) of one timed run."""
+    lat.sort()
+    return {
+        "claims": claims,
+        "seconds": elapsed,
+        "rate": claims / elapsed,
+        "p50_ms": statistics.median(lat) * 1000,
+        "p99_ms": lat[int(len(lat) * 0.99)] * 1000,
+    }
+
+
 def _generator(
     port: int,
     server_pid: int,
@@ -214,16 +226,11 @@ def _generator(
         return sum(counts), sum(warm), elapsed, lat, cpu, len(bad), len(bad_warm)
 
     total, warm, elapsed, lat, (gen_cpu, server_cpu), bad, bad_warm = asyncio.run(main())
-    lat.sort()
     out.put(
         {
-            "claims": total,
+            **run_figures(total, elapsed, lat),
             "malformed": bad,
             "paid_incl_warmup": total + warm - bad - bad_warm,
-            "seconds": elapsed,
-            "rate": total / elapsed,
-            "p50_ms": statistics.median(lat) * 1000,
-            "p99_ms": lat[int(len(lat) * 0.99)] * 1000,
             "server_cpu_us": server_cpu / total * 1e6,
             "server_cores": server_cpu / elapsed,
             "generator_cpu_us": gen_cpu / total * 1e6,

@@ -20,7 +20,6 @@ import asyncio
 import json
 import multiprocessing
 import signal
-import statistics
 import sys
 import tempfile
 import time
@@ -36,6 +35,7 @@ from adapter import (  # noqa: E402  (bench/adapter.py: the same lean client)
     _drop_pg,
     _pg_url,
     _proc_cpu,
+    run_figures,
 )
 
 sys.path.insert(0, str(ROOT / "tests"))
@@ -66,7 +66,10 @@ def _generator(targets, pids, connections: int, seconds: float, warmup: float, o
         return await asyncio.gather(
             *(
                 _connection(
-                    targets[k % len(targets)][1], frames(k, first), until, lat,
+                    targets[k % len(targets)][1],
+                    frames(k, first),
+                    until,
+                    lat,
                     host=targets[k % len(targets)][0],
                 )
                 for k in range(connections)
@@ -83,15 +86,10 @@ def _generator(targets, pids, connections: int, seconds: float, warmup: float, o
         return sum(counts), sum(warm), elapsed, lat, sum(_proc_cpu(p) for p in pids) - cpu0
 
     total, warm, elapsed, lat, cpu = asyncio.run(main())
-    lat.sort()
     out.put(
         {
-            "claims": total,
+            **run_figures(total, elapsed, lat),
             "paid_incl_warmup": total + warm,
-            "seconds": elapsed,
-            "rate": total / elapsed,
-            "p50_ms": statistics.median(lat) * 1000,
-            "p99_ms": lat[int(len(lat) * 0.99)] * 1000,
             "server_cores": cpu / elapsed,
         }
     )

@@ -144,8 +144,9 @@ def _delivered(session: Session, file_name: str) -> Submission:
     return sub
 
 
-def _back_to_state_copy(session: Session, sub: Submission, fill_ids: list[int] | None,
-                        requeue: bool) -> int:
+def _back_to_state_copy(
+    session: Session, sub: Submission, fill_ids: list[int] | None, requeue: bool
+) -> int:
     """Fills of `sub` return to what the state held before it; `requeue`: send them again."""
     stmt = (
         select(Fill, SubmissionRecord.reporting_status)
@@ -214,9 +215,12 @@ def record(
         rejected.append(fill_id)
         session.add(
             RecordReject(
-                submission_id=sub.id, fill_id=fill_id, code=STATE_REJECT,
-                message=f"state: {rej.reason}", created_at=now,
-            )  # fmt: skip
+                submission_id=sub.id,
+                fill_id=fill_id,
+                code=STATE_REJECT,
+                message=f"state: {rej.reason}",
+                created_at=now,
+            )
         )
     if rejected:
         _back_to_state_copy(session, sub, rejected, requeue=False)
@@ -248,9 +252,9 @@ def import_status(
         sub = _delivered(session, name)
         carried = {
             p.dea: p.id
-            for p in session.scalars(select(Pharmacy).where(Pharmacy.id.in_(
-                [ph.id for ph in sub.pharmacies]
-            )))
+            for p in session.scalars(
+                select(Pharmacy).where(Pharmacy.id.in_([ph.id for ph in sub.pharmacies]))
+            )
         }
         totals = dict.fromkeys(COUNT_COLUMNS, 0)
         for line in file_lines:
