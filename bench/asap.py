@@ -24,6 +24,7 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 
 from cashcapture.core import drugs  # noqa: E402
 from cashcapture.core.pmp.asap.samples import DAY, header, records  # noqa: E402
+from cashcapture.core.pmp.rules.ky import KY_2011  # noqa: E402
 from cashcapture.core.pmp.validate import Validator, validate_record  # noqa: E402
 from extract.reader import read  # noqa: E402
 from extract.writer import AsapWriter  # noqa: E402
@@ -54,12 +55,12 @@ def main() -> None:
     assert sum(1 for _ in f.records()) == n
 
     t0 = time.perf_counter()
-    report = Validator(drug_list=drug_list, today=today).validate(data)
+    report = Validator(KY_2011, drug_list=drug_list, today=today).validate(data)
     t_validate = time.perf_counter() - t0
     assert report.exit_code == 0 and report.records == n, report.to_text()[:500]
 
     m = min(args.record_check, n)
-    v = Validator(drug_list=drug_list, today=today)
+    v = Validator(KY_2011, drug_list=drug_list, today=today)
     t0 = time.perf_counter()
     for r in recs[:m]:
         assert not validate_record(r, today=today, validator=v)
@@ -70,7 +71,7 @@ def main() -> None:
     rows = [
         ("write (streaming AsapWriter)", n, t_write),
         ("read (bytes -> AsapFile)", n, t_read),
-        ("validate file (KY, drug list)", n, t_validate),
+        ("validate file (KY-2011, drug list)", n, t_validate),
         ("validate_record (extract path)", m, t_rec),
     ]
     for name, k, t in rows:
