@@ -147,6 +147,12 @@ def drugs_group() -> None:
     """The controlled-substance drug list."""
 
 
+def drugs_max_shrink_percent() -> float:
+    from cashcapture.core.drugs import MAX_SHRINK
+
+    return MAX_SHRINK * 100
+
+
 @drugs_group.command("import")
 @click.argument("product", type=click.Path(exists=True, dir_okay=False))
 @click.argument("package", type=click.Path(exists=True, dir_okay=False))
@@ -156,8 +162,21 @@ def drugs_group() -> None:
     default=None,
     help="Where to write the list (default: the shipped list of this installation).",
 )
-def drugs_import(product: str, package: str, out: str | None) -> None:
-    """Rebuild the list from the FDA NDC Directory's product.txt and package.txt."""
+@click.option(
+    "--max-shrink",
+    type=click.FloatRange(0, 100),
+    default=drugs_max_shrink_percent(),
+    show_default=True,
+    help="Refuse a list this many percent smaller than the current one.",
+)
+@click.option("--force", is_flag=True, help="Accept a list that would shrink or hold no product.")
+def drugs_import(
+    product: str, package: str, out: str | None, max_shrink: float, force: bool
+) -> None:
+    """Rebuild the list from the FDA NDC Directory's product.txt and package.txt.
+
+    A file that would drop more than --max-shrink percent of the NDCs, or that holds
+    no controlled product, is refused (one line, exit 2) and the list left as it was."""
     from pathlib import Path
 
     from cashcapture.core import drugs
@@ -167,6 +186,12 @@ def drugs_import(product: str, package: str, out: str | None) -> None:
     except (ValueError, OSError) as exc:
         raise UserError(str(exc)) from None
     path = Path(out) if out else drugs.shipped_list_path()
+    old = drugs.read_list(path.read_text("utf-8")) if path.is_file() else []
+    if not force:
+        try:
+            drugs.check_replacement(old, built, max_shrink / 100)
+        except drugs.ListRefused as exc:
+            raise UserError(f"drugs import: {exc}") from None
     count = drugs.write_list(built, path)
     states = sorted({d.state for d in built if d.state})
     click.echo(f"{count} NDCs written to {path} (state additions: {', '.join(states) or 'none'})")

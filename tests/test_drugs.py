@@ -115,3 +115,32 @@ def test_cli_import_and_show(tmp_path, capsys):
     assert main(["drugs", "show", "12-34"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not an NDC" in err
+
+
+def _fda_copy(tmp_path, keep_products: int | None) -> tuple[Path, Path]:
+    """product.txt with its header and the first `keep_products` rows (None: all)."""
+    lines = PRODUCT.read_text(encoding="latin-1").splitlines(keepends=True)
+    kept = lines if keep_products is None else lines[: 1 + keep_products]
+    product = tmp_path / "product.txt"
+    product.write_text("".join(kept), encoding="latin-1")
+    return product, PACKAGE
+
+
+@pytest.mark.parametrize(
+    ("keep", "words"),
+    [(0, "holds no controlled product"), (3, "would shrink from")],
+)
+def test_import_refuses_a_list_that_loses_ndcs_and_keeps_the_old(tmp_path, capsys, keep, words):
+    out = tmp_path / "controlled.csv"
+    assert main(["drugs", "import", str(PRODUCT), str(PACKAGE), "--out", str(out)]) == 0
+    before = out.read_text()
+    capsys.readouterr()
+    product, package = _fda_copy(tmp_path, keep)
+    assert main(["drugs", "import", str(product), str(package), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0] and "unchanged" in err[0]
+    assert out.read_text() == before  # the old list untouched
+    # on purpose: --force (or a wider --max-shrink for a real shrink) takes it
+    extra = ["--force"] if keep == 0 else ["--max-shrink", "100"]
+    assert main(["drugs", "import", str(product), str(package), "--out", str(out), *extra]) == 0
+    assert out.read_text() != before

@@ -32,7 +32,10 @@ FDA_ENCODING = "latin-1"  # the FDA text files are not UTF-8
 # Dashed layouts and how each pads to 5-4-2.
 _DASHED = re.compile(r"^(\d{4,5})-(\d{3,4})-(\d{1,2})$")
 _PADDINGS: dict[tuple[int, ...], tuple[int, int, int]] = {
-    (4, 4, 2): (1, 0, 0), (5, 3, 2): (0, 1, 0), (5, 4, 1): (0, 0, 1), (5, 4, 2): (0, 0, 0)
+    (4, 4, 2): (1, 0, 0),
+    (5, 3, 2): (0, 1, 0),
+    (5, 4, 1): (0, 0, 1),
+    (5, 4, 2): (0, 0, 0),
 }
 
 
@@ -167,9 +170,14 @@ def build(
     # PRODUCTID -> [(state, schedule, product name)]
     scheduled: dict[str, list[tuple[str, str, str]]] = {}
     for row in _fda_rows(product_file):
-        name = " ".join(
-            p for p in (row["PROPRIETARYNAME"].strip(), row["PROPRIETARYNAMESUFFIX"].strip()) if p
-        ) or row["NONPROPRIETARYNAME"].strip()
+        name = (
+            " ".join(
+                p
+                for p in (row["PROPRIETARYNAME"].strip(), row["PROPRIETARYNAMESUFFIX"].strip())
+                if p
+            )
+            or row["NONPROPRIETARYNAME"].strip()
+        )
         federal = row["DEASCHEDULE"].strip()
         if federal in SCHEDULES:
             scheduled[row["PRODUCTID"]] = [("", federal, name)]
@@ -185,6 +193,31 @@ def build(
             ndc = normalize_ndc(row["NDCPACKAGECODE"])
             drugs.setdefault((state, ndc), Drug(ndc, schedule, name, state))
     return sorted(drugs.values(), key=lambda d: (d.state, d.ndc11))
+
+
+#: How much smaller a new list may be than the one it replaces before import refuses it.
+MAX_SHRINK = 0.05
+
+
+class ListRefused(ValueError):
+    """A new list that would lose reportable NDCs; one line, the old list untouched."""
+
+
+def check_replacement(old: list[Drug], new: list[Drug], max_shrink: float = MAX_SHRINK) -> None:
+    """Refuse a list with no federally controlled product (a truncated or wrong file) or
+    one that would drop more than `max_shrink` of the NDCs the current list holds: every
+    NDC dropped is a controlled cash fill no longer reported."""
+    if not any(not d.state for d in new):
+        raise ListRefused(
+            "the new list holds no controlled product (a truncated or wrong FDA file?); "
+            "the list is unchanged (--force to accept it)"
+        )
+    if old and len(new) < len(old) * (1 - max_shrink):
+        drop = 1 - len(new) / len(old)
+        raise ListRefused(
+            f"the new list would shrink from {len(old)} to {len(new)} NDCs ({drop:.0%}, more "
+            f"than {max_shrink:.0%}); the list is unchanged (--force, or --max-shrink)"
+        )
 
 
 def write_list(drugs: Iterable[Drug], path: Path) -> int:
