@@ -1,16 +1,48 @@
 """The D.0 data dictionary: the CSV fact sheets in ncpdp/data, loaded once.
 
 These tables drive parsing of typed values, building, validation and the
-human-readable names; nothing else in the package hard-codes a field.
+human-readable names; nothing else in the package hard-codes a field. The
+reject codes (a thousand rows, needed only to answer a bad claim or to name a
+code) and the maps derived from them are read on first use (`_OnFirstUse`),
+so importing the codec stays cheap.
 """
 
 from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import Generic, TypeVar
+
+V = TypeVar("V")
+
+
+class _OnFirstUse(Mapping[str, V], Generic[V]):
+    """A read-only table built by ``load`` the first time anything looks in it."""
+
+    __slots__ = ("_load", "_data")
+
+    def __init__(self, load: Callable[[], dict[str, V]]) -> None:
+        self._load = load
+        self._data: dict[str, V] | None = None
+
+    def _table(self) -> dict[str, V]:
+        if self._data is None:
+            self._data = self._load()
+        return self._data
+
+    def __getitem__(self, key: str) -> V:
+        return self._table()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
 
 _FORMAT = re.compile(r"^(s)?(9|X)\((\d+)\)(?:v(9+))?$")
 
@@ -152,7 +184,7 @@ def _load_rejects() -> dict[str, RejectCode]:
     return out
 
 
-REJECT_CODES: dict[str, RejectCode] = _load_rejects()
+REJECT_CODES: Mapping[str, RejectCode] = _OnFirstUse(_load_rejects)
 
 
 def _field_rejects() -> dict[str, str]:
@@ -168,7 +200,7 @@ def _field_rejects() -> dict[str, str]:
     return out
 
 
-FIELD_REJECT: dict[str, str] = _field_rejects()
+FIELD_REJECT: Mapping[str, str] = _OnFirstUse(_field_rejects)
 
 
 def _segment_rejects(suffix: str) -> dict[str, str]:
@@ -182,9 +214,15 @@ def _segment_rejects(suffix: str) -> dict[str, str]:
     return out
 
 
-SEGMENT_REQUIRED_REJECT = _segment_rejects("required for adjudication")
-SEGMENT_NOT_USED_REJECT = _segment_rejects("is not used for this transaction code")
-SEGMENT_FORMAT_REJECT = _segment_rejects("incorrectly formatted")
+SEGMENT_REQUIRED_REJECT: Mapping[str, str] = _OnFirstUse(
+    lambda: _segment_rejects("required for adjudication")
+)
+SEGMENT_NOT_USED_REJECT: Mapping[str, str] = _OnFirstUse(
+    lambda: _segment_rejects("is not used for this transaction code")
+)
+SEGMENT_FORMAT_REJECT: Mapping[str, str] = _OnFirstUse(
+    lambda: _segment_rejects("incorrectly formatted")
+)
 
 
 @cache

@@ -1,9 +1,10 @@
-"""The fixed-width headers, declared once as compiled `construct` Structs.
+"""The fixed-width headers: header.csv's layout, also declared as `construct` Structs.
 
 The layout (order, lengths) comes from header.csv; the attribute names are the
-public API. The Structs declare the layout; parse and build use the offsets they
-declare (a test keeps both equal); values stay raw wire strings (padding kept)
-except the transaction count, an int.
+public API. Parse and build slice by the table's offsets; `STRUCTS` declares
+the same layout as `construct` Structs, built on first use so that importing
+the codec does not import construct (~40 ms); a test keeps both equal. Values
+stay raw wire strings (padding kept) except the transaction count, an int.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from operator import attrgetter, itemgetter
 from typing import Any
-
-from construct import Bytes, Struct
 
 from .dictionary import HEADER
 from .errors import BuildError, ParseError
@@ -76,22 +75,34 @@ SLOTS = {kind: [(_ATTR[s.code], s) for s in slots] for kind, slots in HEADER.ite
 for _kind, _cls in _CLASSES.items():  # the table and the class must agree on the order
     assert [f.name for f in fields(_cls)] == [a for a, _ in SLOTS[_kind]], _kind
 
-# The construct Structs are the declaration; the hot path slices by the offsets
-# they declare (one decode, C-level slicing) instead of running a Struct per message,
-# so no header memo is needed: every header costs the same, seen before or not.
-STRUCTS = {kind: Struct(*(attr / Bytes(s.length) for attr, s in SLOTS[kind])) for kind in SLOTS}
 
-
-def _spans(struct: Struct) -> list[tuple[int, int]]:
+# The hot path slices by the table's offsets (one decode, C-level slicing)
+# instead of running a Struct per message, so no header memo is needed: every
+# header costs the same, seen before or not.
+def _spans(slots: list[tuple[str, Any]]) -> list[tuple[int, int]]:
     spans, at = [], 0
-    for sub in struct.subcons:
-        size = sub.sizeof()
-        spans.append((at, at + size))
-        at += size
+    for _, slot in slots:
+        spans.append((at, at + slot.length))
+        at += slot.length
     return spans
 
 
-_SPANS = {kind: _spans(STRUCTS[kind]) for kind in SLOTS}
+_SPANS = {kind: _spans(SLOTS[kind]) for kind in SLOTS}
+_STRUCTS: dict[str, Any] = {}
+
+
+def __getattr__(name: str) -> Any:
+    """`STRUCTS`: the construct declaration of each header, made on first use."""
+    if name != "STRUCTS":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if not _STRUCTS:
+        from construct import Bytes, Struct
+
+        for kind, slots in SLOTS.items():
+            _STRUCTS[kind] = Struct(*(attr / Bytes(s.length) for attr, s in slots))
+    return _STRUCTS
+
+
 _SLICER = {kind: itemgetter(*(slice(a, b) for a, b in _SPANS[kind])) for kind in SLOTS}
 _ATTRS = {kind: [a for a, _ in SLOTS[kind]] for kind in SLOTS}
 _WIDTHS = {kind: [s.length for _, s in SLOTS[kind]] for kind in SLOTS}

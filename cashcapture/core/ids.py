@@ -9,8 +9,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from stdnum import luhn
-
 _DEA = re.compile(r"[A-Z][A-Z9][0-9]{7}\Z")
 _NPI = re.compile(r"[0-9]{10}\Z")
 NPI_PREFIX = "80840"  # the card issuer prefix CMS puts before an NPI for its Luhn digit
@@ -29,7 +27,13 @@ def dea_ok(dea: str) -> bool:
 
 def npi_ok(npi: str) -> bool:
     """Ten digits whose last is the Luhn digit of 80840 + the first nine."""
-    return _NPI.match(npi) is not None and luhn.is_valid(NPI_PREFIX + npi)
+    if _NPI.match(npi) is None:
+        return False
+    # imported here: stdnum.util loads pydoc and ssl (~14 ms), which would double
+    # the import time of the adjudication that only needs this on a claim
+    from stdnum import luhn
+
+    return bool(luhn.is_valid(NPI_PREFIX + npi))
 
 
 def ascii_digits(value: str) -> bool:
