@@ -1,5 +1,14 @@
-"""Plain value classes for messages (as h11's events): a header, the message-level
-segments, and one list of segments per transaction group.
+"""Messages as mutable builders: a header, the message-level segments, and one
+list of segments per transaction group.
+
+They are not immutable values. Code builds a message by filling these lists
+(the response builders, the test fixtures), and `parse` returns a fresh tree
+its caller owns; nothing in the codec keeps or shares one. `Segment.fields`
+hands out the segment's own list on purpose, so an edit changes the segment
+(and drops its wire text); readers that must not change a segment use `get`,
+`get_all` and `codes`, which return values or copies. Being mutable, segments
+and messages are unhashable: copy one before handing it to other code that
+might edit it.
 
 A parsed Segment keeps its wire text and splits it into fields only when asked
 (`fields`); `get` looks a field up in the wire text directly. Both forms compare
@@ -131,7 +140,7 @@ def _shape(msg: Request | Response, first: str) -> str:
 
 @dataclass(eq=True, repr=False)
 class Request:
-    """A request transmission: header, message-level segments, transaction groups."""
+    """A request transmission (a builder: its lists are meant to be filled and edited)."""
 
     kind: ClassVar[str] = "request"
     header: RequestHeader
@@ -144,7 +153,7 @@ class Request:
 
 @dataclass(eq=True, repr=False)
 class Response:
-    """A response transmission: header, message-level segments, transaction groups."""
+    """A response transmission (a builder: its lists are meant to be filled and edited)."""
 
     kind: ClassVar[str] = "response"
     header: ResponseHeader
