@@ -800,10 +800,19 @@ class _Locked:
 def _run_extract(sessions, settings, date) -> int:
     """Extract the day for every state this switch reports to ([extract] profile's, then
     [states]); one state's failure is reported and the others still run."""
+    from extract.selection import unserved
     from extract.settings import SettingsError
 
     states = settings.state_names()
     worst = 0
+    with sessions() as s:
+        for dea, home, n in unserved(s, states):
+            click.echo(
+                f"cashcapture: pharmacy {dea} ({home}): {n} fills queued, no profile reports "
+                f"to {home} (add it under [states]); they stay queued",
+                err=True,
+            )
+            worst = 1
     for state in states:
         label = f" {state}" if len(states) > 1 else ""
         try:

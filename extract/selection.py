@@ -101,6 +101,19 @@ MAIL_ORDER = "05"  # NCPDP 147-U7 pharmacy service type: mail order
 OpenRejects = dict[int, set[tuple[Any, ...]]]  # fill -> {(segment, element, reason)}
 
 
+def unserved(session: Session, states: list[str]) -> list[tuple[str, str, int]]:
+    """Pharmacies whose home state no configured profile reports to, with fills queued:
+    (DEA, state, fills) - never reported until their state is added, so said every run."""
+    stmt = (
+        select(Pharmacy.dea, Pharmacy.state, func.count(Fill.id))
+        .join(Fill, Fill.pharmacy_id == Pharmacy.id)
+        .where(Fill.needs_report.is_(True), Pharmacy.state.not_in(states))
+        .group_by(Pharmacy.dea, Pharmacy.state)
+        .order_by(Pharmacy.state, Pharmacy.dea)
+    )
+    return [(dea, state, int(n)) for dea, state, n in session.execute(stmt)]
+
+
 class Selection:
     """The store's answers for one run over one day, each read once and kept.
 

@@ -10,7 +10,7 @@ from _sftp_server import sftp_server  # noqa: F401
 from sqlalchemy import select, update
 
 import cli
-from cashcapture.core.store import Fill, Submission
+from cashcapture.core.store import Fill, Pharmacy, Submission
 from cashcapture.core.store.models import FillReport
 
 
@@ -140,3 +140,23 @@ def test_one_state_refused_does_not_stop_the_other(
     capsys.readouterr()
     after = _files(sftp_server.root)
     assert [f for f in after if f.startswith("OH/")] == [f"OH/{oh.file_name}"]
+
+
+def test_a_pharmacy_of_a_state_nobody_reports_to_is_said_every_run(
+    sessions, tmp_path, sftp_server, migrated_db_url, capsys
+):
+    with sessions.begin() as s:
+        ph = pharmacies(s)
+        s.execute(update(Pharmacy).where(Pharmacy.id == ph["quiet"]).values(state="TN"))
+        good_fill(s, ph["quiet"], "T1")
+    cfg = tmp_path / "cc.toml"
+    cfg.write_text(
+        '[extract]\ntimezone = "UTC"\nzero_reports = "off"\n\n' + sftp_server.info.toml()
+    )
+    args = ["--db", migrated_db_url, "--config", str(cfg)]
+    for _ in range(2):
+        assert cli.main(["run-daily", "--date", TODAY.isoformat(), *args]) == 1
+        err = capsys.readouterr().err
+        assert "pharmacy BB4827133 (TN): 1 fills queued, no profile reports to TN" in err
+    with sessions() as s:
+        assert s.scalars(select(Fill).where(Fill.rx_number == "T1")).one().needs_report
