@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
+import time
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
@@ -54,6 +57,22 @@ def beside_database(url: str | URL, suffix: str) -> Path | None:
     return Path(database).with_name(Path(database).name + suffix)
 
 
+def _switch_to_wal(cur: Any) -> None:
+    """WAL mode, which the file keeps once set. Switching needs the database to itself and
+    SQLite does not wait for it (no busy handler): a connection opening while another
+    writes to a new database is told "locked" at once, so it waits here instead."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            if cur.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
     # pysqlite's own transaction handling breaks SAVEPOINT; take it over
     # (the recipe in the SQLAlchemy SQLite dialect documentation).
@@ -61,10 +80,10 @@ def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
     def _on_connect(dbapi_conn, _record) -> None:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        if wal:
-            cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=FULL")
         cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        if wal:
+            _switch_to_wal(cur)
+        cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
