@@ -929,7 +929,7 @@ def _report_late(sessions, settings) -> int:
 
     today = dt.datetime.now(settings.extract.zone()).date()
     with sessions() as s:
-        late = reports.late(s, settings.extract.deadline, today)
+        late = reports.late_everywhere(s, settings, today)
         queued = reports.queued(s) if settings.extract.metrics_file else 0
     if settings.extract.metrics_file:
         path = settings.base_dir / settings.extract.metrics_file
@@ -965,7 +965,7 @@ def status_cmd(first, last, as_csv, db, config) -> None:
     with sessions() as s:
         report = reports.status(s, first_day, last_day, zone)
         unclassified = reports.unclassified_payers(s, first_day, last_day)
-        late = reports.late(s, settings.extract.deadline, today)
+        late = reports.late_everywhere(s, settings, today)
     engine.dispose()
     if as_csv:
         click.echo(reports.to_csv(report), nl=False)

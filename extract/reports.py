@@ -41,6 +41,7 @@ from cashcapture.core.store.models import (
     SubmissionRecord,
     submission_pharmacies,
 )
+from extract.settings import Settings
 from extract.verdicts import COUNT_COLUMNS, DELIVERED, FAILED, describe
 
 STATUS_COLUMNS = (
@@ -156,6 +157,23 @@ def late(session: Session, deadline: Callable[[dt.date], dt.date], today: dt.dat
         if due < today:
             rows.append((filled.isoformat(), due.isoformat(), count))
     return Report(f"Fills past their reporting deadline on {today}", LATE_COLUMNS, rows)
+
+
+def late_everywhere(session: Session, settings: Settings, today: dt.date) -> Report:
+    """Late fills for every state this switch reports to, each by its own profile's
+    deadline: the home queue, and what each other state is owed by mail order."""
+    from extract.selection import mail_order_owed
+
+    home = settings.extract.report_state
+    rows = [(*row, home) for row in late(session, settings.extract.deadline, today).rows]
+    for state in settings.state_names()[1:]:
+        deadline = settings.for_state(state).extract.deadline
+        for filled, count in mail_order_owed(session, state):
+            due = deadline(filled)
+            if due < today:
+                rows.append((filled.isoformat(), due.isoformat(), count, state))
+    rows.sort()
+    return Report(f"Fills past their reporting deadline on {today}", (*LATE_COLUMNS, "PMP"), rows)
 
 
 def late_count(report: Report) -> int:

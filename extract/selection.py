@@ -101,6 +101,45 @@ MAIL_ORDER = "05"  # NCPDP 147-U7 pharmacy service type: mail order
 OpenRejects = dict[int, set[tuple[Any, ...]]]  # fill -> {(segment, element, reason)}
 
 
+def _owed_to(held: Any) -> Any:
+    """A fill another state is owed, given what it holds (`held`, a FillReport outer-joined
+    for that state): never sent and not reversed, or changed since it was sent."""
+    return or_(
+        and_(held.id.is_(None), _C.state != "voided"),
+        and_(
+            held.reported_version < _C.version,
+            or_(_C.state != "voided", held.reported_status != VOID_RECORD),
+        ),
+    )
+
+
+def mail_order_owed(session: Session, state: str) -> list[tuple[dt.date, int]]:
+    """(date filled, fills) that `state` is owed from out-of-state pharmacies registered
+    with it (mail order to its residents): what its late count adds."""
+    held = aliased(FillReport)
+    stmt = (
+        select(_C.date_of_service, func.count())
+        .select_from(_FILL)
+        .join(Pharmacy, Pharmacy.id == _C.pharmacy_id)
+        .join(
+            PharmacyRegistration,
+            and_(
+                PharmacyRegistration.pharmacy_id == Pharmacy.id,
+                PharmacyRegistration.state == state,
+            ),
+        )
+        .outerjoin(held, and_(held.fill_id == _C.id, held.state == state))
+        .where(
+            Pharmacy.state != state,
+            _C.patient_state == state,
+            or_(Pharmacy.mail_order.is_(True), _C.service_type == MAIL_ORDER),
+            _owed_to(held),
+        )
+        .group_by(_C.date_of_service)
+    )
+    return [(filled, int(n)) for filled, n in session.execute(stmt)]
+
+
 def unserved(session: Session, states: list[str]) -> list[tuple[str, str, int]]:
     """Pharmacies whose home state no configured profile reports to, with fills queued:
     (DEA, state, fills) - never reported until their state is added, so said every run."""
@@ -168,13 +207,7 @@ class Selection:
         this state last got them. Rows as `rows` gives them, DSP01 from what this
         state holds (FillReport), never the home state's."""
         held = aliased(FillReport)
-        owed = or_(
-            and_(held.id.is_(None), _C.state != "voided"),
-            and_(
-                held.reported_version < _C.version,
-                or_(_C.state != "voided", held.reported_status != VOID_RECORD),
-            ),
-        )
+        owed = _owed_to(held)
         mail = _C.service_type == MAIL_ORDER if not pharmacy.mail_order else true()
         select_list = [held.reported_status if c is _C.reported_status else c for c in _SELECT]
         stmt = (

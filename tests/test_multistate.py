@@ -5,8 +5,11 @@ once; a fill to a state where the pharmacy is not registered goes only home."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from _extract_helpers import TODAY, good_fill, pharmacies, sessions  # noqa: F401
 from _sftp_server import sftp_server  # noqa: F401
+from freezegun import freeze_time
 from sqlalchemy import select, update
 
 import cli
@@ -134,6 +137,11 @@ def test_one_state_refused_does_not_stop_the_other(
     with sessions() as s:
         oh = s.scalars(select(Submission).where(Submission.pmp_state == "OH")).one()
         assert oh.state in ("written", "uploading")  # still queued, never marked delivered
+    # ten days on, Ohio's undelivered fill is late under Ohio's deadline; Kentucky's are not
+    with freeze_time(dt.datetime.now(dt.UTC) + dt.timedelta(days=10)):
+        assert cli.main(["status", "--csv", *args]) == 0
+    err = capsys.readouterr().err
+    assert "late: 1 fill past the reporting deadline" in err
     # the key fixed, the next run delivers Ohio's file, once
     open(cfg, "w").write(text.replace(ohio, 'OH = "ASAP-4.2A"'))
     assert cli.main(["submit", *args]) == 0
