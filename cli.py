@@ -115,6 +115,14 @@ db_option = click.option(
 )
 """`--db URL`, the one database option of every command."""
 
+_config_option = click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="TOML config ([extract] and [sftp] sections).",
+)
+
 
 def _safe_url(db: str | None) -> str:
     from sqlalchemy.engine import make_url
@@ -144,7 +152,7 @@ def db_upgrade(db: str | None) -> None:
 
 @cli.group("drugs")
 def drugs_group() -> None:
-    """The controlled-substance drug list."""
+    """The drug directory: every NDC controlled, not controlled, or unknown."""
 
 
 def drugs_max_shrink_percent() -> float:
@@ -160,27 +168,40 @@ def drugs_max_shrink_percent() -> float:
     "--out",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Where to write the list (default: the shipped list of this installation).",
+    help="Where to write the directory (default: the shipped one of this installation).",
 )
 @click.option(
     "--max-shrink",
     type=click.FloatRange(0, 100),
     default=drugs_max_shrink_percent(),
     show_default=True,
-    help="Refuse a list this many percent smaller than the current one.",
+    help="Refuse a directory with this many percent fewer (controlled) NDCs than the current.",
 )
-@click.option("--force", is_flag=True, help="Accept a list that would shrink or hold no product.")
+@click.option("--force", is_flag=True, help="Accept a directory that would shrink or is empty.")
+@db_option
+@_config_option
 def drugs_import(
-    product: str, package: str, out: str | None, max_shrink: float, force: bool
+    product: str,
+    package: str,
+    out: str | None,
+    max_shrink: float,
+    force: bool,
+    db: str | None,
+    config: str | None,
 ) -> None:
-    """Rebuild the list from the FDA NDC Directory's product.txt and package.txt.
+    """Rebuild the directory from the FDA NDC Directory's product.txt and package.txt,
+    then classify the store's unclassified fills by it.
 
-    A file that would drop more than --max-shrink percent of the NDCs, or that holds
-    no controlled product, is refused (one line, exit 2) and the list left as it was."""
+    A file that would drop more than --max-shrink percent of the NDCs or of the
+    controlled NDCs, or that holds no controlled product, is refused (one line, exit
+    2) and the directory left as it was. Fills now controlled join the report queue
+    (late at once if past their deadline); fills now known not controlled are
+    removed. Restart `serve` to have the counter use the new directory."""
     from pathlib import Path
 
     from cashcapture.core import drugs
 
+    store = _store_if_any(db, config)  # a store named but missing: refused before writing
     try:
         built = drugs.build(Path(product), Path(package))
     except (ValueError, OSError) as exc:
@@ -194,27 +215,116 @@ def drugs_import(
             raise UserError(f"drugs import: {exc}") from None
     count = drugs.write_list(built, path)
     states = sorted({d.state for d in built if d.state})
-    click.echo(f"{count} NDCs written to {path} (state additions: {', '.join(states) or 'none'})")
+    controlled = len({d.ndc11 for d in built if d.controlled})
+    click.echo(
+        f"{count} NDCs written to {path}, {controlled} controlled "
+        f"(state additions: {', '.join(states) or 'none'})"
+    )
+    if store is None:
+        click.echo("no store: no unclassified fills to classify")
+        return
+    engine, sessions, settings = store
+    text = path.read_text("utf-8")
+    _reclassify(engine, sessions, settings, lambda state: drugs.parse_directory(text, state))
+
+
+def _store_if_any(db: str | None, config: str | None):
+    """(engine, sessions, settings) of the store a command may touch, or None when
+    nothing names one and the default SQLite file is absent (a fresh install)."""
+    import os
+    from pathlib import Path
+
+    from cashcapture.core.configfile import DEFAULT_URL, ENV_VAR
+    from cashcapture.core.store.engine import beside_database
+
+    named = db or config or os.environ.get(ENV_VAR)
+    if not named and beside_database(DEFAULT_URL, "") is not None:
+        from sqlalchemy.engine import make_url
+
+        if not Path(make_url(DEFAULT_URL).database or "").is_file():
+            return None
+    return _extract_env(db, config)
+
+
+def _reclassify(engine, sessions, settings, directory_for) -> None:
+    """Classify the unclassified fills by `directory_for` and say what changed (ids and
+    counts only)."""
+    from cashcapture.core.store.classify import reclassify
+    from extract.submit import writing
+
+    try:
+        with writing(sessions) as s:
+            done = reclassify(s, directory_for)
+    finally:
+        engine.dispose()
+    click.echo(_reclassified_line(done, settings))
+
+
+def _reclassified_line(done, settings) -> str:
+    import datetime as dt
+
+    today = dt.datetime.now(settings.extract.zone()).date()
+    late = sum(1 for _, filled in done.reportable if settings.extract.deadline(filled) < today)
+    past = f", {late} past their reporting deadline" if late else ""
+    return (
+        f"unclassified fills: {len(done.reportable)} now controlled and queued for the "
+        f"PMP{past}; {done.not_controlled} not controlled (removed); "
+        f"{done.still_unknown} still unknown (cashcapture drugs unknown)"
+    )
+
+
+@drugs_group.command("unknown")
+@click.option("--state", default="KY", show_default=True, help="State whose additions apply.")
+@db_option
+@_config_option
+def drugs_unknown(state: str, db: str | None, config: str | None) -> int:
+    """NDCs captured and not in the drug directory: fills, pharmacies, first and last
+    filled (no patient data). Exit 1 when there are any: newer FDA files are needed."""
+    from cashcapture.core import drugs
+    from cashcapture.core.store.classify import unknown_ndcs
+
+    engine, sessions, _ = _extract_env(db, config)
+    try:
+        with sessions() as s:
+            found = unknown_ndcs(s, drugs.load)
+    finally:
+        engine.dispose()
+    if found:
+        click.echo("ndc          fills  pharmacies  first_filled  last_filled")
+    for u in found:
+        click.echo(
+            f"{u.ndc}  {u.fills:>5}  {u.pharmacies:>10}  {u.first_filled}    {u.last_filled}"
+        )
+    click.echo(f"{len(found)} NDC(s) unknown to the drug directory")
+    return 1 if found else 0
 
 
 @drugs_group.command("show")
 @click.argument("ndc")
 @click.option("--state", default="KY", show_default=True, help="State whose additions apply.")
 def drugs_show(ndc: str, state: str) -> int:
-    """Print schedule and product of an NDC (10/11 digits, dashes optional); exit 1 if unlisted."""
+    """Print schedule and product of an NDC (10/11 digits, dashes optional). Exit 0
+    controlled, 1 listed and not controlled, 3 not in the directory (unknown)."""
     from cashcapture.core import drugs
 
     try:
         candidates = drugs.ndc_candidates(ndc)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    drug = drugs.load(state.upper()).lookup(ndc)
-    if drug is None:
-        click.echo(f"{' or '.join(candidates)}: not a reportable controlled substance in {state}")
+    directory = drugs.load(state.upper())
+    drug = directory.lookup(ndc)
+    if drug is not None:
+        where = f"{drug.state} addition" if drug.state else "federal"
+        click.echo(f"{drug.ndc11}  schedule {drug.schedule} ({where})  {drug.product}")
+        return 0
+    if directory.knows(ndc):
+        click.echo(f"{' or '.join(candidates)}: in the directory, not controlled in {state}")
         return 1
-    where = f"{drug.state} addition" if drug.state else "federal"
-    click.echo(f"{drug.ndc11}  schedule {drug.schedule} ({where})  {drug.product}")
-    return 0
+    click.echo(
+        f"{' or '.join(candidates)}: not in the drug directory (unknown: a claim for it is "
+        "captured unclassified)"
+    )
+    return 3
 
 
 def _open_store(url: str | None):
@@ -736,13 +846,6 @@ _zero_option = click.option(
     default=None,
     help="Zero report cadence (overrides [extract] zero_reports).",
 )
-_config_option = click.option(
-    "--config",
-    "config",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="TOML config ([extract] and [sftp] sections).",
-)
 
 
 class _Busy(click.ClickException):
@@ -800,9 +903,16 @@ class _Locked:
 def _run_extract(sessions, settings, date) -> int:
     """Extract the day for every state this switch reports to ([extract] profile's, then
     [states]); one state's failure is reported and the others still run."""
+    from cashcapture.core import drugs
+    from cashcapture.core.store.classify import reclassify
     from extract.selection import unserved
     from extract.settings import SettingsError
+    from extract.submit import writing
 
+    with writing(sessions) as s:  # a directory imported since: its fills join this run
+        done = reclassify(s, drugs.load)
+    if done.changed:
+        click.echo(_reclassified_line(done, settings))
     states = settings.state_names()
     worst = 0
     with sessions() as s:
@@ -931,12 +1041,15 @@ def _report_late(sessions, settings) -> int:
     with sessions() as s:
         late = reports.late_everywhere(s, settings, today)
         queued = reports.queued(s) if settings.extract.metrics_file else 0
+        waiting = reports.unknown_drugs(s)
     if settings.extract.metrics_file:
         path = settings.base_dir / settings.extract.metrics_file
         try:
-            reports.write_metrics(str(path), reports.late_count(late), queued)
+            reports.write_metrics(str(path), reports.late_count(late), queued, waiting)
         except OSError as exc:
             click.echo(f"cashcapture: metrics file {path}: {exc.strerror}", err=True)
+    if waiting.fills:
+        click.echo(f"cashcapture: {waiting.line()}", err=True)
     if late.rows:
         click.echo(f"cashcapture: {reports.late_line(late)}", err=True)
         return 1
@@ -966,7 +1079,10 @@ def status_cmd(first, last, as_csv, db, config) -> None:
         report = reports.status(s, first_day, last_day, zone)
         unclassified = reports.unclassified_payers(s, first_day, last_day)
         late = reports.late_everywhere(s, settings, today)
+        waiting = reports.unknown_drugs(s)
     engine.dispose()
+    if waiting.fills:
+        click.echo(waiting.line(), err=as_csv)
     if as_csv:
         click.echo(reports.to_csv(report), nl=False)
         for bin_, pcn, n, _, _ in unclassified.rows:  # stdout stays one CSV table

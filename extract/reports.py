@@ -30,7 +30,9 @@ from rich.table import Table
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session, defer
 
+from cashcapture.core import drugs
 from cashcapture.core.pmp.records import PAY_OTHER
+from cashcapture.core.store.classify import unclassified_count, unknown_ndcs
 from cashcapture.core.store.models import (
     Claim,
     Fill,
@@ -188,7 +190,28 @@ def late_line(report: Report) -> str:
     return f"{n} fill{'s' if n != 1 else ''} past the reporting deadline not yet delivered{since}"
 
 
-def write_metrics(path: str, late_fills: int, queued: int) -> None:
+@dataclass(frozen=True)
+class UnknownDrugs:
+    """Fills waiting for a newer drug directory, and the distinct NDCs they carry."""
+
+    fills: int
+    ndcs: int
+
+    def line(self) -> str:
+        return (
+            f"{self.fills} fill{'s' if self.fills != 1 else ''} captured for "
+            f"{self.ndcs} NDC{'s' if self.ndcs != 1 else ''} not in the drug directory wait "
+            "to be classified (cashcapture drugs unknown; drugs import of newer FDA files)"
+        )
+
+
+def unknown_drugs(session: Session) -> UnknownDrugs:
+    """What waits for classification, by the shipped directory."""
+    fills = unclassified_count(session)
+    return UnknownDrugs(fills, len(unknown_ndcs(session, drugs.load)) if fills else 0)
+
+
+def write_metrics(path: str, late_fills: int, queued: int, waiting: UnknownDrugs) -> None:
     """Gauges for Prometheus's node_exporter textfile collector (batch jobs have no
     endpoint to scrape): written to a temp file and renamed, as the library does."""
     from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
@@ -200,6 +223,16 @@ def write_metrics(path: str, late_fills: int, queued: int) -> None:
         registry=registry,
     ).set(late_fills)
     Gauge("cashcapture_fills_queued", "Fills waiting for a report", registry=registry).set(queued)
+    Gauge(
+        "cashcapture_ndcs_unknown",
+        "NDCs of captured fills that the drug directory does not hold",
+        registry=registry,
+    ).set(waiting.ndcs)
+    Gauge(
+        "cashcapture_fills_unclassified",
+        "Fills captured for an NDC not in the drug directory, not reported until classified",
+        registry=registry,
+    ).set(waiting.fills)
     Gauge(
         "cashcapture_extract_last_run_timestamp_seconds",
         "When run-daily last finished",

@@ -103,12 +103,16 @@ OpenRejects = dict[int, set[tuple[Any, ...]]]  # fill -> {(segment, element, rea
 
 def _owed_to(held: Any) -> Any:
     """A fill another state is owed, given what it holds (`held`, a FillReport outer-joined
-    for that state): never sent and not reversed, or changed since it was sent."""
-    return or_(
-        and_(held.id.is_(None), _C.state != "voided"),
-        and_(
-            held.reported_version < _C.version,
-            or_(_C.state != "voided", held.reported_status != VOID_RECORD),
+    for that state): never sent and not reversed, or changed since it was sent; never
+    a fill still unclassified (its NDC unknown to the drug directory)."""
+    return and_(
+        _C.unclassified.is_(False),
+        or_(
+            and_(held.id.is_(None), _C.state != "voided"),
+            and_(
+                held.reported_version < _C.version,
+                or_(_C.state != "voided", held.reported_status != VOID_RECORD),
+            ),
         ),
     )
 

@@ -167,9 +167,10 @@ def write_config(
     tmp_path: Path, db_url: str, port: int, *, framing_name: str = "stx", extra: str = ""
 ) -> Path:
     drug_list = tmp_path / "drugs.csv"
-    drug_list.write_text(
+    drug_list.write_text(  # a directory: any other NDC is unknown (captured unclassified)
         "ndc11,schedule,state,product\n"
         + "".join(f"{ndc},{s},,test drug\n" for ndc, s in SCHEDULES.items())
+        + "".join(f"{ndc},,,\n" for ndc in (fx.LISINOPRIL, fx.CREAM_BASE))
     )
     cfg = tmp_path / "adapter.toml"
     cfg.write_text(

@@ -50,16 +50,14 @@ def _fda(path: Path) -> list[list[str]]:
     return [line.split("\t") for line in lines[1:] if line]
 
 
-def test_build_takes_every_package_of_scheduled_products(built):
+def test_build_takes_every_package_with_its_schedule_or_none(built):
     products = {row[0]: row for row in _fda(PRODUCT)}
     federal = {d.ndc11: d.schedule for d in built if not d.state}
-    expected = {}
-    for pid, _, code, *_ in _fda(PACKAGE):
-        schedule = products[pid][17]
-        if schedule:
-            expected[drugs.normalize_ndc(code)] = schedule
+    expected = {drugs.normalize_ndc(code): products[pid][17] for pid, _, code, *_ in _fda(PACKAGE)}
     assert federal == expected
-    assert set(federal.values()) == {"CII", "CIII", "CIV", "CV"}
+    assert set(federal.values()) == {"CII", "CIII", "CIV", "CV", ""}
+    assert all(d.product for d in built if d.controlled)
+    assert not any(d.product for d in built if not d.controlled)  # names only where used
 
 
 def test_build_adds_kentucky_gabapentin_not_enacarbil(built):
@@ -70,29 +68,41 @@ def test_build_adds_kentucky_gabapentin_not_enacarbil(built):
     assert all(d.schedule == "CV" for d in ky.values()) and len(ky) > 10
 
 
-def test_state_list_answers_for_controlled_and_not(built, tmp_path):
+def test_state_directory_answers_controlled_not_controlled_or_unknown(built, tmp_path):
     drugs.write_list(built, tmp_path / "list.csv")
     text = (tmp_path / "list.csv").read_text()
-    ky = drugs.DrugList(drugs.read_list(text, "KY"))
-    oh = drugs.DrugList(drugs.read_list(text, "OH"))
+    ky = drugs.parse_directory(text, "KY")
+    oh = drugs.parse_directory(text, "OH")
     assert ky.lookup("0054-4571-25").schedule == "CII"  # methadone
     assert ky.lookup("0054-4571-25").schedule_number == "2"
     assert ky.lookup("43353-675-53").schedule == "CV"  # Lyrica (pregabalin)
     assert ky.is_reportable("0093444405")  # gabapentin, 10 undashed digits
     assert not oh.is_reportable("00093444405")  # not scheduled outside KY
+    assert oh.schedule_of("00093444405") is None  # ... but listed: not controlled there
     assert oh.is_reportable("00054457125")
     for not_controlled in ("65862-103-05", "53451-0103-1", "24275-0485-1"):
         assert not ky.is_reportable(not_controlled)
-    assert ky.lookup("garbage") is None
+        assert ky.knows(not_controlled) and ky.schedule_of(not_controlled) is None
+    assert ky.lookup("garbage") is None and ky.schedule_of("garbage") is None
+    # not in the directory: unknown, never "not controlled"
+    assert not ky.knows("99999-9999-99")
+    assert ky.schedule_of("99999-9999-99") == drugs.UNKNOWN
+    assert drugs.parse_directory(text, "KY").known_count == len({d.ndc11 for d in built})
+    # the fast reader and the csv reader agree
+    assert ky.known_count == drugs.Directory(drugs.read_list(text, "KY")).known_count
+    assert list(ky) == list(drugs.Directory(drugs.read_list(text, "KY")))
 
 
-def test_shipped_list_answers():
+def test_shipped_directory_answers():
     ky = drugs.load("KY")
     assert drugs.load("KY") is ky  # cached
-    assert len(ky) > 10_000
+    assert len(ky) > 10_000  # controlled in KY
+    assert ky.known_count > 240_000  # the whole FDA directory of April 2019
     assert ky.lookup("00054457125").schedule == "CII"
     assert ky.lookup("00093444405").schedule == "CV"
     assert not ky.is_reportable("65862010305")  # amlodipine
+    assert ky.schedule_of("65862010305") is None
+    assert ky.schedule_of("00172375960") == drugs.UNKNOWN  # lisinopril, newer than 2019
     assert not drugs.load("TN").is_reportable("00093444405")
 
 
@@ -103,15 +113,21 @@ def test_bad_fda_file_is_refused(tmp_path):
         drugs.build(bad, PACKAGE)
 
 
-def test_cli_import_and_show(tmp_path, capsys):
-    out = tmp_path / "controlled.csv"
+def test_cli_import_and_show(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no cashcapture.db here: nothing to classify
+    monkeypatch.delenv("CASHCAPTURE_DB", raising=False)
+    out = tmp_path / "directory.csv"
     assert main(["drugs", "import", str(PRODUCT), str(PACKAGE), "--out", str(out)]) == 0
-    assert "state additions: KY" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "state additions: KY" in said and "no store" in said
     assert drugs.read_list(out.read_text()) == drugs.build(PRODUCT, PACKAGE)
+    assert not (tmp_path / "cashcapture.db").exists()
     assert main(["drugs", "show", "0054-4571-25"]) == 0
     assert "schedule CII" in capsys.readouterr().out
     assert main(["drugs", "show", "65862-103-05"]) == 1
-    assert "not a reportable" in capsys.readouterr().out
+    assert "not controlled in KY" in capsys.readouterr().out
+    assert main(["drugs", "show", "99999-9999-99"]) == 3
+    assert "not in the drug directory" in capsys.readouterr().out
     assert main(["drugs", "show", "12-34"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not an NDC" in err
@@ -130,8 +146,11 @@ def _fda_copy(tmp_path, keep_products: int | None) -> tuple[Path, Path]:
     ("keep", "words"),
     [(0, "holds no controlled product"), (3, "would shrink from")],
 )
-def test_import_refuses_a_list_that_loses_ndcs_and_keeps_the_old(tmp_path, capsys, keep, words):
-    out = tmp_path / "controlled.csv"
+def test_import_refuses_a_list_that_loses_ndcs_and_keeps_the_old(
+    tmp_path, capsys, monkeypatch, keep, words
+):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "directory.csv"
     assert main(["drugs", "import", str(PRODUCT), str(PACKAGE), "--out", str(out)]) == 0
     before = out.read_text()
     capsys.readouterr()

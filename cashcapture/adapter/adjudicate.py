@@ -30,6 +30,7 @@ from decimal import Decimal
 
 import ncpdp
 from cashcapture.adapter import capture, recordcheck
+from cashcapture.core.drugs import UNKNOWN, most_controlled
 from cashcapture.core.pmp.records import PAY_PRIVATE
 from ncpdp import Request, Response, Segment, responses
 from ncpdp.dictionary import reject_description
@@ -39,6 +40,8 @@ from ncpdp.validate import Problem as CodecProblem
 PAID, DUPLICATE, APPROVED, DUPLICATE_APPROVED, REJECTED = "P", "D", "A", "S", "R"
 MSG_CAPTURED = "Cash claim captured for PMP"
 MSG_NOT_CONTROLLED = "Not a controlled substance: not captured"
+MSG_UNCLASSIFIED = "NDC not in drug directory: captured for PMP review"
+MSG_UNCLASSIFIED_CERTIFIED = "NDC not in drug directory: would be captured for PMP review"
 MSG_CERTIFIED = "PMP fields complete (certification)"
 MSG_ELIGIBLE = "Cash capture: patient pays 100%"
 MSG_VOIDED = "Captured fill voided"
@@ -332,7 +335,7 @@ def _pmp_problems(
 ) -> list[capture.Problem]:
     """What the PMP record of transaction ``i`` lacks, when it dispenses a controlled drug."""
     segs = tx_segments(request, i)
-    if schedule(segs, schedule_of) is None:
+    if schedule(segs, schedule_of) in (None, UNKNOWN):  # not (known to be) controlled
         return []
     extracted = capture.extract_fill(
         request.header.date_of_service,
@@ -376,12 +379,9 @@ class Inputs:
 
 
 def schedule(segments: list[Segment], schedule_of: Callable[[str], str | None]) -> str | None:
-    """The schedule of the most controlled drug dispensed (CII first), None if none is."""
-    found = [s for ndc in capture.product_ndcs(segments) if (s := schedule_of(ndc))]
-    return min(found, key=lambda s: _SCHEDULE_RANK.get(s, 9)) if found else None
-
-
-_SCHEDULE_RANK = {"CII": 2, "CIII": 3, "CIV": 4, "CV": 5}
+    """The schedule of the most controlled drug dispensed (CII first); else UNKNOWN when
+    the directory does not hold a drug dispensed; None when none is controlled."""
+    return most_controlled(schedule_of(ndc) for ndc in capture.product_ndcs(segments))
 
 
 def _controlled(inp: Inputs) -> str | None:
@@ -395,19 +395,25 @@ def _billing(inp: Inputs) -> Outcome:
     pricing, bad = _pricing(segs)
     if bad is not None:
         return bad
-    controlled = _controlled(inp)
+    controlled = _controlled(inp)  # a schedule, UNKNOWN (captured unclassified) or None
     action: Action | None = None
     if controlled:
         if not inp.pharmacy_known:
             return rejected(["50"], ["Pharmacy not registered for PMP capture"])
+        # an unknown NDC is paid and kept with what the claim has: most are not controlled
+        known = controlled != UNKNOWN
         extracted = capture.extract_fill(
             req.header.date_of_service,
             segs,
-            required=True,
+            required=known,
             latest_service_date=inp.latest_service_date,
         )
-        problems = recordcheck.claim_problems(
-            extracted, inp.rules, inp.schedule_of, inp.latest_service_date
+        problems = (
+            recordcheck.claim_problems(
+                extracted, inp.rules, inp.schedule_of, inp.latest_service_date
+            )
+            if known
+            else []
         )
         if problems:
             return rejected_problems((), problems)
@@ -420,7 +426,8 @@ def _billing(inp: Inputs) -> Outcome:
                 return rejected(["83"])
         elif code == "B3":  # a rebill needs a live fill to revise
             return rejected(["84"])
-        values = dict(extracted.values, payment_type=PAY_PRIVATE, route="cash", schedule=controlled)
+        values = dict(extracted.values, payment_type=PAY_PRIVATE, route="cash")
+        values.update(capture.classification(controlled))
         kind = "insert" if prior is None else "revise"
         action = Action(kind, i, values, extracted.ingredients)
     elif inp.prior is not None:  # not controlled: the identical claim answered before
@@ -439,6 +446,8 @@ def _billing(inp: Inputs) -> Outcome:
 def _paid_message(controlled: str | None, capture_on: bool) -> str:
     if not controlled:
         return MSG_NOT_CONTROLLED
+    if controlled == UNKNOWN:
+        return MSG_UNCLASSIFIED if capture_on else MSG_UNCLASSIFIED_CERTIFIED
     return MSG_CAPTURED if capture_on else MSG_CERTIFIED
 
 
@@ -484,7 +493,8 @@ def adjudicate(
     """Judge every transaction of a cash request on its own.
 
     ``priors[i]`` is the fill held for transaction i's key (None: none);
-    ``schedule_of(ndc)`` the drug list's schedule of an NDC (None: not reportable);
+    ``schedule_of(ndc)`` the drug directory's schedule of an NDC (None: not
+    controlled; `drugs.UNKNOWN`: not in the directory, paid and captured unclassified);
     ``problems`` are `ncpdp.validate`'s findings. A message-level problem
     rejects the whole transmission; a transaction's own problems reject it alone.
     ``rules``: the state's record rules (or every state's the fill goes to), run

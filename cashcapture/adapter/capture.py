@@ -533,6 +533,13 @@ def extract_fill(
     return Extracted(values, rows, problems)
 
 
+def classification(schedule: str) -> dict[str, object]:
+    """The fill columns a capture's drug class sets: its schedule, or, for an NDC the
+    directory does not hold (`drugs.UNKNOWN`), none yet and unclassified."""
+    unknown = schedule == drugs.UNKNOWN
+    return {"schedule": None if unknown else schedule, "unclassified": unknown}
+
+
 def product_ndcs(segments: Sequence[Segment]) -> list[str]:
     """The NDCs a transaction dispenses: its product, or its compound ingredients."""
     claims = [s for s in segments if s.id == "07"]

@@ -533,7 +533,7 @@ class _InsuredCapture(_Capture):
                     self.request.header.date_of_service, segs, required=False
                 )
                 values = dict(got.values, payment_type=self.payment_type(), route=INSURED)
-                values["schedule"] = sched
+                values.update(capture.classification(sched))
                 if fill is None:
                     fields = dict(values, pharmacy_id=self.pharmacy_id)
                     writes.insert_fill(fields, claim=claim, ingredients=got.ingredients)

@@ -245,18 +245,12 @@ async def run(
 
 
 def schedule_factory(cfg: Config) -> Callable[[str], str | None]:
-    """The drug list's schedule look-up: the configured list file, else the shipped one."""
+    """The directory's answer for an NDC: CII..CV, None (not controlled) or
+    `drugs.UNKNOWN`; from the configured directory file, else the shipped one."""
     if cfg.drug_list:
         with open(cfg.drug_list, encoding="utf-8") as fh:
-            drug_list = drugs.DrugList(drugs.read_list(fh.read(), cfg.state))
-    else:
-        drug_list = drugs.load(cfg.state)
-
-    def schedule_of(ndc: str) -> str | None:
-        drug = drug_list.lookup(ndc)
-        return drug.schedule if drug is not None else None
-
-    return schedule_of
+            return drugs.parse_directory(fh.read(), cfg.state).schedule_of
+    return drugs.load(cfg.state).schedule_of
 
 
 PR_SET_PDEATHSIG = 1  # prctl(2) option: a signal for this process when its parent dies

@@ -36,8 +36,8 @@ ZOLPIDEM = "00093007301"  # CIV
 TRAMADOL = "00093005801"  # CIV
 GABAPENTIN = "00093444301"  # CV in Kentucky only (a state addition)
 TESTOSTERONE_CYP = "00143965901"  # CIII, compound ingredient
-LISINOPRIL = "00172375960"  # not controlled
-CREAM_BASE = "51927201500"  # not controlled, compound base
+LISINOPRIL = "00143126701"  # not controlled (in the directory, no schedule)
+CREAM_BASE = "51927201500"  # compound base (a bulk code: not in the directory)
 
 PRESCRIBER_DEA = "AB1234563"
 

@@ -1,13 +1,19 @@
-"""Which NDCs are reportable controlled substances.
+"""The FDA NDC Directory as data: every NDC is controlled, not controlled, or unknown.
 
-The shipped list (``data/controlled_ndcs.csv``) is built from the FDA NDC
+The shipped directory (``data/ndc_directory.csv``) is built from the FDA NDC
 Directory's product and package files by `build` (``cashcapture drugs import``):
-every package of a product whose DEASCHEDULE is CII to CV, keyed by its
-11-digit NDC, plus per-state additions found by substance name from the rules
-in ``data/state_schedules.csv`` (Kentucky: gabapentin, schedule V). Rows with a
+every package NDC, with the DEA schedule of its product (CII to CV) or none,
+plus per-state additions found by substance name from the rules in
+``data/state_schedules.csv`` (Kentucky: gabapentin, schedule V). Rows with a
 blank state are federal; a state row applies only to that state.
 
-Schedules are kept as the FDA writes them: "CII", "CIII", "CIV", "CV".
+An NDC the directory does not hold is *unknown*, never "not controlled": a
+product newer than the file may well be a controlled substance, so the counter
+captures its fill as unclassified until a newer directory says what it is.
+
+Schedules are kept as the FDA writes them: "CII", "CIII", "CIV", "CV"; a product
+the FDA lists without one has schedule "" (and no product name: the file keeps
+names only where a report or an operator needs them).
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import csv
 import functools
 import io
 import re
+from array import array
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -24,10 +32,13 @@ from pathlib import Path
 from cashcapture.core.ids import ascii_digits
 
 SCHEDULES = ("CII", "CIII", "CIV", "CV")
-LIST_FILE = "controlled_ndcs.csv"
+NOT_CONTROLLED = ""  # a Drug's schedule when the FDA lists the product without one
+UNKNOWN = "?"  # `Directory.schedule_of` for an NDC the directory does not hold
+LIST_FILE = "ndc_directory.csv"
 RULES_FILE = "state_schedules.csv"
 LIST_COLUMNS = ("ndc11", "schedule", "state", "product")
 FDA_ENCODING = "latin-1"  # the FDA text files are not UTF-8
+_PLAIN_ROW_END = ",,,"  # a federal row without schedule or name: the file's bulk, read fast
 
 # Dashed layouts and how each pads to 5-4-2.
 _DASHED = re.compile(r"^(\d{4,5})-(\d{3,4})-(\d{1,2})$")
@@ -42,9 +53,13 @@ _PADDINGS: dict[tuple[int, ...], tuple[int, int, int]] = {
 @dataclass(frozen=True, slots=True)
 class Drug:
     ndc11: str
-    schedule: str  # CII, CIII, CIV or CV
+    schedule: str  # CII, CIII, CIV, CV, or "" (listed by the FDA, not controlled)
     product: str
-    state: str = ""  # "" = federally scheduled, else the state that schedules it
+    state: str = ""  # "" = federal, else the state that schedules it
+
+    @property
+    def controlled(self) -> bool:
+        return self.schedule != NOT_CONTROLLED
 
     @property
     def schedule_number(self) -> str:
@@ -79,11 +94,22 @@ def ndc_candidates(text: str) -> list[str]:
     return [normalize_ndc(s)]
 
 
-class DrugList:
-    """Look-up of reportable controlled substances by NDC."""
+class Directory:
+    """One state's view of the directory: an NDC's Drug when controlled there, whether
+    the directory holds it at all, and `schedule_of` for the counter. Iterating (and
+    len) covers the controlled drugs only; the rest is a sorted array of NDCs as
+    integers (a quarter of a million strings would cost every process ~20 MB)."""
 
-    def __init__(self, drugs: Iterable[Drug]) -> None:
-        self._by_ndc = {d.ndc11: d for d in drugs}
+    def __init__(self, drugs: Iterable[Drug], plain: Iterable[int] = ()) -> None:
+        self._by_ndc: dict[str, Drug] = {}
+        ints = list(plain)
+        for d in drugs:
+            if d.controlled:
+                self._by_ndc[d.ndc11] = d
+            else:
+                ints.append(int(d.ndc11))
+        ints.sort()  # linear on the file's sorted rows; a repeat does not upset bisect
+        self._plain = array("q", ints)
 
     def __len__(self) -> int:
         return len(self._by_ndc)
@@ -91,8 +117,19 @@ class DrugList:
     def __iter__(self) -> Iterator[Drug]:
         return iter(self._by_ndc.values())
 
+    @property
+    def known_count(self) -> int:
+        """NDCs the directory holds, controlled or not."""
+        plain = len(set(self._plain))
+        return plain + sum(1 for n in self._by_ndc if not self._listed_plain(n))
+
+    def _listed_plain(self, ndc11: str) -> bool:
+        n = int(ndc11)
+        i = bisect_left(self._plain, n)
+        return i < len(self._plain) and self._plain[i] == n
+
     def lookup(self, ndc: str) -> Drug | None:
-        """The drug for an NDC in any accepted form; None when not reportable or not an NDC."""
+        """The drug for an NDC in any accepted form, when controlled here; else None."""
         try:
             candidates = ndc_candidates(ndc)
         except ValueError:
@@ -105,9 +142,40 @@ class DrugList:
     def is_reportable(self, ndc: str) -> bool:
         return self.lookup(ndc) is not None
 
+    def knows(self, ndc: str) -> bool:
+        """Whether the directory holds the NDC (controlled or not)."""
+        try:
+            candidates = ndc_candidates(ndc)
+        except ValueError:
+            return False
+        return any(c in self._by_ndc or self._listed_plain(c) for c in candidates)
+
+    def schedule_of(self, ndc: str) -> str | None:
+        """CII..CV when controlled here, None when listed and not controlled, UNKNOWN
+        when the directory does not hold it (something that is no NDC at all: None,
+        it names no product to classify)."""
+        if (drug := self.lookup(ndc)) is not None:
+            return drug.schedule
+        try:
+            ndc_candidates(ndc)
+        except ValueError:
+            return None
+        return None if self.knows(ndc) else UNKNOWN
+
+
+_RANK = {**{s: n for n, s in enumerate(SCHEDULES)}, UNKNOWN: len(SCHEDULES)}
+
+
+def most_controlled(schedules: Iterable[str | None]) -> str | None:
+    """Of a fill's drugs' answers (`Directory.schedule_of`), the one its class follows:
+    the most controlled schedule (CII first), else UNKNOWN if any drug is unknown, else
+    None (nothing controlled)."""
+    found = [s for s in schedules if s]
+    return min(found, key=lambda s: _RANK.get(s, len(_RANK))) if found else None
+
 
 def read_list(text: str, state: str | None = None) -> list[Drug]:
-    """Rows of a list file; with ``state``, federal rows plus that state's additions."""
+    """Rows of a directory file; with ``state``, federal rows plus that state's additions."""
     rows = csv.DictReader(io.StringIO(text))
     wanted = {"", state.upper()} if state is not None else None
     return [
@@ -117,11 +185,28 @@ def read_list(text: str, state: str | None = None) -> list[Drug]:
     ]
 
 
+def parse_directory(text: str, state: str) -> Directory:
+    """A directory file as `state` sees it. The plain federal rows (most of the file)
+    are read without the csv module: an adapter starts in a tenth of a second."""
+    lines = text.splitlines()
+    if not lines or lines[0].split(",") != list(LIST_COLUMNS):
+        raise ValueError(f"not a drug directory file (want the header {','.join(LIST_COLUMNS)})")
+    plain: list[int] = []
+    rest: list[str] = []
+    for line in lines[1:]:
+        if line.endswith(_PLAIN_ROW_END) and len(line) == 14:
+            plain.append(int(line[:11]))
+        elif line:
+            rest.append(line)
+    drugs = read_list("\n".join([",".join(LIST_COLUMNS), *rest]), state)
+    return Directory(drugs, plain)
+
+
 @functools.cache
-def load(state: str = "KY") -> DrugList:
-    """The shipped list for ``state`` (federal schedules plus the state's additions)."""
+def load(state: str = "KY") -> Directory:
+    """The shipped directory for ``state`` (federal schedules plus the state's additions)."""
     text = resources.files("cashcapture.core.data").joinpath(LIST_FILE).read_text("utf-8")
-    return DrugList(read_list(text, state))
+    return parse_directory(text, state)
 
 
 # --- building the list from the FDA NDC Directory ---------------------------------
@@ -158,7 +243,8 @@ def _require(path: Path, columns: set[str]) -> None:
 def build(
     product_file: Path, package_file: Path, rules: list[tuple[str, str, str]] | None = None
 ) -> list[Drug]:
-    """The list from FDA ``product.txt`` and ``package.txt``, sorted by state and NDC."""
+    """The directory from FDA ``product.txt`` and ``package.txt``: every package NDC,
+    federal rows first, then each state's additions, each sorted by NDC."""
     product_file, package_file = Path(product_file), Path(package_file)
     _require(product_file, {"PRODUCTID", "DEASCHEDULE", "SUBSTANCENAME", "PROPRIETARYNAME"})
     _require(package_file, {"PRODUCTID", "NDCPACKAGECODE"})
@@ -167,61 +253,73 @@ def build(
     for state, substance, schedule in rules:
         by_substance.setdefault(substance, []).append((state, schedule))
 
-    # PRODUCTID -> [(state, schedule, product name)]
-    scheduled: dict[str, list[tuple[str, str, str]]] = {}
+    # PRODUCTID -> [(state, schedule, product name)]; a federal "" schedule: not controlled
+    classes: dict[str, list[tuple[str, str, str]]] = {}
     for row in _fda_rows(product_file):
-        name = (
-            " ".join(
-                p
-                for p in (row["PROPRIETARYNAME"].strip(), row["PROPRIETARYNAMESUFFIX"].strip())
-                if p
-            )
-            or row["NONPROPRIETARYNAME"].strip()
-        )
         federal = row["DEASCHEDULE"].strip()
-        if federal in SCHEDULES:
-            scheduled[row["PRODUCTID"]] = [("", federal, name)]
-            continue
+        if federal not in SCHEDULES:
+            federal = NOT_CONTROLLED
         substances = {s.strip().upper() for s in row["SUBSTANCENAME"].split(";")}
-        for substance in substances & by_substance.keys():
-            for state, schedule in by_substance[substance]:
-                scheduled.setdefault(row["PRODUCTID"], []).append((state, schedule, name))
+        found = [("", federal)]
+        if federal == NOT_CONTROLLED:
+            found += [pair for s in substances & by_substance.keys() for pair in by_substance[s]]
+        classes[row["PRODUCTID"]] = [
+            (state, schedule, _product_name(row) if schedule else "") for state, schedule in found
+        ]
 
     drugs: dict[tuple[str, str], Drug] = {}
     for row in _fda_rows(package_file):
-        for state, schedule, name in scheduled.get(row["PRODUCTID"], ()):
-            ndc = normalize_ndc(row["NDCPACKAGECODE"])
-            drugs.setdefault((state, ndc), Drug(ndc, schedule, name, state))
+        ndc = normalize_ndc(row["NDCPACKAGECODE"])
+        for state, schedule, name in classes.get(row["PRODUCTID"], ()):
+            held = drugs.get((state, ndc))
+            if held is None or (schedule and not held.schedule):  # a schedule wins
+                drugs[(state, ndc)] = Drug(ndc, schedule, name, state)
     return sorted(drugs.values(), key=lambda d: (d.state, d.ndc11))
 
 
-#: How much smaller a new list may be than the one it replaces before import refuses it.
+def _product_name(row: dict[str, str]) -> str:
+    proprietary = (row["PROPRIETARYNAME"].strip(), row["PROPRIETARYNAMESUFFIX"].strip())
+    return " ".join(p for p in proprietary if p) or row["NONPROPRIETARYNAME"].strip()
+
+
+#: How much smaller a new directory may be than the one it replaces before import refuses it.
 MAX_SHRINK = 0.05
 
 
 class ListRefused(ValueError):
-    """A new list that would lose reportable NDCs; one line, the old list untouched."""
+    """A new directory that would lose NDCs; one line, the old directory untouched."""
 
 
 def check_replacement(old: list[Drug], new: list[Drug], max_shrink: float = MAX_SHRINK) -> None:
-    """Refuse a list with no federally controlled product (a truncated or wrong file) or
-    one that would drop more than `max_shrink` of the NDCs the current list holds: every
-    NDC dropped is a controlled cash fill no longer reported."""
-    if not any(not d.state for d in new):
+    """Refuse a directory with no federally controlled product (a truncated or wrong
+    file), or one holding more than `max_shrink` fewer controlled NDCs, or fewer NDCs
+    at all, than the current one: a controlled NDC dropped is a cash fill no longer
+    reported, and any NDC dropped turns its fills from "not controlled" to unknown."""
+    if not any(d.controlled and not d.state for d in new):
         raise ListRefused(
-            "the new list holds no controlled product (a truncated or wrong FDA file?); "
-            "the list is unchanged (--force to accept it)"
+            "the new directory holds no controlled product (a truncated or wrong FDA file?); "
+            "the directory is unchanged (--force to accept it)"
         )
-    if old and len(new) < len(old) * (1 - max_shrink):
-        drop = 1 - len(new) / len(old)
-        raise ListRefused(
-            f"the new list would shrink from {len(old)} to {len(new)} NDCs ({drop:.0%}, more "
-            f"than {max_shrink:.0%}); the list is unchanged (--force, or --max-shrink)"
-        )
+    for what, count in (("controlled NDCs", _controlled_ndcs), ("NDCs", _ndcs)):
+        before, after = count(old), count(new)
+        if before and after < before * (1 - max_shrink):
+            raise ListRefused(
+                f"the new directory would shrink from {before} to {after} {what} "
+                f"({1 - after / before:.0%}, more than {max_shrink:.0%}); the directory is "
+                "unchanged (--force, or --max-shrink)"
+            )
+
+
+def _controlled_ndcs(drugs: list[Drug]) -> int:
+    return len({d.ndc11 for d in drugs if d.controlled})
+
+
+def _ndcs(drugs: list[Drug]) -> int:
+    return len({d.ndc11 for d in drugs})
 
 
 def write_list(drugs: Iterable[Drug], path: Path) -> int:
-    """Write a list file (atomically); returns the number of rows."""
+    """Write a directory file (atomically); returns the number of rows."""
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
     count = 0
@@ -237,5 +335,6 @@ def write_list(drugs: Iterable[Drug], path: Path) -> int:
 
 
 def shipped_list_path() -> Path:
-    """Where the shipped list lives in this installation (what `drugs import` refreshes)."""
+    """Where the shipped directory lives in this installation (what `drugs import`
+    refreshes)."""
     return Path(str(resources.files("cashcapture.core.data").joinpath(LIST_FILE)))

@@ -185,7 +185,12 @@ class Fill(Base):
     partial_fill: Mapped[str | None] = mapped_column(String(2), comment="DSP13 01 yes 02 no")
     pharmacist_npi: Mapped[str | None] = mapped_column(String(10), comment="DSP14")
     payment_type: Mapped[str | None] = mapped_column(String(2), comment="DSP16, 01 private pay")
-    schedule: Mapped[str | None] = mapped_column(String(3), comment="drug list: CII..CV")
+    schedule: Mapped[str | None] = mapped_column(
+        String(3), comment="drug directory: CII..CV; NULL while unclassified"
+    )
+    # The NDC was not in the drug directory when the claim came: kept off every queue
+    # (needs_report false) until `drugs import` of a newer directory classifies it.
+    unclassified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     compound: Mapped[bool] = mapped_column(Boolean, default=False)
 
     # Prescriber (PRE)

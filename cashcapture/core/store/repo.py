@@ -135,7 +135,7 @@ def new_fill_values(fields: Mapping[str, Any], ingredients: Sequence, now: dt.da
     return {
         "state": "new",
         "version": 1,
-        "needs_report": True,
+        "needs_report": not fields.get("unclassified"),
         "created_at": now,
         "updated_at": now,
         "compound": bool(fields.get("compound")) or bool(ingredients),
@@ -163,7 +163,7 @@ def revision_values(
         state=fill_move(state, FillState.REVISED),
         version=(version or 1) + 1,
         updated_at=now,
-        needs_report=True,
+        needs_report=not out.get("unclassified"),  # an unknown NDC waits for its class
     )
     return out
 

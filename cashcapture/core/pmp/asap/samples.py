@@ -31,7 +31,7 @@ from cashcapture.core.pmp.records import (
     Record,
 )
 
-# Controlled substances in the shipped KY list (cashcapture/core/data/controlled_ndcs.csv).
+# Controlled substances in the shipped KY directory (cashcapture/core/data/ndc_directory.csv).
 NDCS = ("00004005801", "00006000513", "00054028425", "12634051694", "50090281706")
 NOT_CONTROLLED_NDC = "00071015523"
 DAY = date(2024, 3, 4)
