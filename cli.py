@@ -274,12 +274,12 @@ def _reclassified_line(done, settings) -> str:
 
 
 @drugs_group.command("unknown")
-@click.option("--state", default="KY", show_default=True, help="State whose additions apply.")
 @db_option
 @_config_option
-def drugs_unknown(state: str, db: str | None, config: str | None) -> int:
-    """NDCs captured and not in the drug directory: fills, pharmacies, first and last
-    filled (no patient data). Exit 1 when there are any: newer FDA files are needed."""
+def drugs_unknown(db: str | None, config: str | None) -> int:
+    """NDCs captured and not in the drug directory (each pharmacy's state's view): fills,
+    pharmacies, first and last filled, no patient data. Exit 1 when there are any: newer
+    FDA files are needed (`drugs import`)."""
     from cashcapture.core import drugs
     from cashcapture.core.store.classify import unknown_ndcs
 

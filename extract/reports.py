@@ -199,9 +199,10 @@ class UnknownDrugs:
 
     def line(self) -> str:
         return (
-            f"{self.fills} fill{'s' if self.fills != 1 else ''} captured for "
-            f"{self.ndcs} NDC{'s' if self.ndcs != 1 else ''} not in the drug directory wait "
-            "to be classified (cashcapture drugs unknown; drugs import of newer FDA files)"
+            f"{self.fills} fill{'s' if self.fills != 1 else ''} captured for NDCs not in the "
+            f"drug directory wait to be classified, {self.ndcs} NDC"
+            f"{'s' if self.ndcs != 1 else ''} still unknown "
+            "(cashcapture drugs unknown; drugs import of newer FDA files)"
         )
 
 

@@ -248,8 +248,7 @@ def schedule_factory(cfg: Config) -> Callable[[str], str | None]:
     """The directory's answer for an NDC: CII..CV, None (not controlled) or
     `drugs.UNKNOWN`; from the configured directory file, else the shipped one."""
     if cfg.drug_list:
-        with open(cfg.drug_list, encoding="utf-8") as fh:
-            return drugs.parse_directory(fh.read(), cfg.state).schedule_of
+        return drugs.load_file(cfg.drug_list, cfg.state).schedule_of
     return drugs.load(cfg.state).schedule_of
 
 

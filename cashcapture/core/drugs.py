@@ -202,6 +202,11 @@ def parse_directory(text: str, state: str) -> Directory:
     return Directory(drugs, plain)
 
 
+def load_file(path: str | Path, state: str) -> Directory:
+    """A directory file other than the shipped one (`[adapter] drug_list`)."""
+    return parse_directory(Path(path).read_text("utf-8"), state)
+
+
 @functools.cache
 def load(state: str = "KY") -> Directory:
     """The shipped directory for ``state`` (federal schedules plus the state's additions)."""

@@ -1,0 +1,248 @@
+# ruff: noqa: F811
+"""An NDC the drug directory does not hold is unknown, never "not controlled" (issue 13.3).
+
+The real counter (Router over a real store, SQLite and PostgreSQL) pays a cash claim
+for an unknown NDC and captures its fill unclassified, off every queue; `drugs import`
+of a newer FDA directory classifies it (controlled: queued, late at once when past its
+deadline; not controlled: removed; still unknown: waits); `drugs unknown` lists what
+waits; run-daily classifies by the shipped directory first, says what waits on stderr
+and counts it in its gauges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from _adapter_helpers import CASH_BIN, b1, b2, build, fx, statuses
+from _extract_helpers import settings as extract_settings
+from _sftp_server import sftp_server  # noqa: F401
+from _store_helpers import fill_fields, insert_fill
+from freezegun import freeze_time
+from sqlalchemy import select
+
+import cli
+import ncpdp
+from cashcapture.adapter import adjudicate, config
+from cashcapture.adapter.router import Router
+from cashcapture.core import drugs
+from cashcapture.core.store import (
+    Fill,
+    GroupCommitter,
+    Pharmacy,
+    make_engine,
+    session_factory,
+)
+from cashcapture.core.store.classify import reclassify, unknown_ndcs
+from extract import reports
+from extract.daily import extract
+
+FDA = Path(__file__).parent / "data" / "fda"
+PRODUCT, PACKAGE = FDA / "product.txt", FDA / "package.txt"
+
+METHADONE = "00054457125"  # CII in the newer (test) FDA files
+AMLODIPINE = "65862010305"  # listed there, not controlled
+NOWHERE = "12345678901"  # in no directory
+# The counter's (older) directory: oxycodone/APAP scheduled, lisinopril listed, and
+# none of the three above.
+OLD = (
+    "ndc11,schedule,state,product\n"
+    f"{fx.OXYCODONE_APAP},CII,,Oxycodone and Acetaminophen\n"
+    f"{fx.LISINOPRIL},,,\n"
+)
+DOS = dt.datetime.strptime(fx.DATE_OF_SERVICE, "%Y%m%d").date()
+
+
+@pytest.fixture
+def counter(migrated_db_url, tmp_path):
+    """(router, sessions): the real counter with the old directory over a real store."""
+    engine = make_engine(migrated_db_url)
+    sessions = session_factory(engine)
+    with sessions.begin() as s:
+        s.add(Pharmacy(dea="FP1234563", npi=fx.PHARMACY_NPI, name="Bluegrass", reg_key="9004"))
+    cfg = config.from_dict(
+        {
+            "adapter": {"db": migrated_db_url, "spool": str(tmp_path / "spool")},
+            "routes": {"cash": [CASH_BIN]},
+        }
+    )
+    committer = GroupCommitter(engine).start()
+    router = Router(cfg, committer, drugs.parse_directory(OLD, "KY").schedule_of)
+    yield router, sessions
+    router.close()
+    committer.close()
+    engine.dispose()
+
+
+def send(router, *claims) -> list[bytes]:
+    async def go():
+        return [(await router.handle(build(c))).data for c in claims]
+
+    return asyncio.run(go())
+
+
+def message(response: bytes) -> str:
+    txn = ncpdp.parse(response).transactions[0]
+    return "".join(ncpdp.find(txn, "21").get_all("FQ"))
+
+
+def fills(sessions) -> dict[str, Fill]:
+    with sessions() as s:
+        return {f.ndc: f for f in s.scalars(select(Fill))}
+
+
+def test_a_cash_claim_for_an_unknown_ndc_is_paid_and_captured_unclassified(counter, tmp_path):
+    router, sessions = counter
+    unknown, plain = send(router, b1(rx=7000001, ndc=METHADONE), b1(rx=7000002, ndc=fx.LISINOPRIL))
+    assert statuses(unknown) == ["P"] and statuses(plain) == ["P"]
+    assert adjudicate.MSG_UNCLASSIFIED in message(unknown)
+    assert adjudicate.MSG_NOT_CONTROLLED in message(plain)  # listed, not controlled: as before
+    held = fills(sessions)
+    assert set(held) == {METHADONE}
+    fill = held[METHADONE]
+    assert fill.unclassified and fill.schedule is None and not fill.needs_report
+    # off every queue: the day's extract writes no record of it, and nothing is late
+    result = extract(sessions, extract_settings(tmp_path, zero_reports="off"), dt.date.today())
+    assert result.files == []
+    with sessions() as s:
+        assert reports.queued(s) == 0
+        # waiting; its NDC is one the shipped directory knows (the next run classifies it)
+        assert reports.unknown_drugs(s) == reports.UnknownDrugs(fills=1, ndcs=0)
+    # a retransmission is a duplicate of the one fill; its reversal voids it
+    again, reversal = send(router, b1(rx=7000001, ndc=METHADONE), b2(rx=7000001, ndc=METHADONE))
+    assert statuses(again) == ["D"] and statuses(reversal) == ["A"]
+    assert fills(sessions)[METHADONE].state == "voided"
+
+
+def _config(tmp_path) -> str:
+    path = tmp_path / "cc.toml"
+    path.write_text('[extract]\nzero_reports = "off"\ntimezone = "America/New_York"\n')
+    return str(path)
+
+
+def test_drugs_import_classifies_what_waits(counter, migrated_db_url, tmp_path, capsys):
+    router, sessions = counter
+    replies = send(
+        router,
+        b1(rx=7000011, ndc=METHADONE),
+        b1(rx=7000012, ndc=AMLODIPINE),
+        b1(rx=7000013, ndc=NOWHERE),
+    )
+    assert [statuses(r) for r in replies] == [["P"]] * 3
+    assert all(f.unclassified for f in fills(sessions).values())
+    cfg = _config(tmp_path)
+    # what waits, with no patient data in the listing
+    assert cli.main(["drugs", "unknown", "--db", migrated_db_url, "--config", cfg]) == 1
+    listing = capsys.readouterr().out
+    # by the shipped directory, which knows methadone and amlodipine: only NOWHERE waits
+    assert NOWHERE in listing and "1 NDC(s) unknown to the drug directory" in listing
+    assert METHADONE not in listing and AMLODIPINE not in listing
+    assert "HOLLOWAY" not in listing and "19680704" not in listing
+
+    newer = tmp_path / "directory.csv"
+    argv = ["drugs", "import", str(PRODUCT), str(PACKAGE), "--out", str(newer)]
+    assert cli.main([*argv, "--db", migrated_db_url, "--config", cfg]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "unclassified fills: 1 now controlled and queued for the PMP, 1 past their reporting "
+        "deadline; 1 not controlled (removed); 1 still unknown" in out
+    )
+    held = fills(sessions)
+    assert set(held) == {METHADONE, NOWHERE}  # amlodipine's fill is gone
+    methadone = held[METHADONE]
+    assert methadone.schedule == "CII" and not methadone.unclassified and methadone.needs_report
+    assert held[NOWHERE].unclassified and not held[NOWHERE].needs_report
+    # late at once: filled long ago, its deadline passed while it waited
+    deadline = extract_settings(tmp_path).extract.deadline
+    with sessions() as s:
+        late = reports.late(s, deadline, dt.date.today())
+    assert late.rows == [(DOS.isoformat(), deadline(DOS).isoformat(), 1)]
+    # and it goes in the next file, passing the state's rules
+    result = extract(sessions, extract_settings(tmp_path, zero_reports="off"), dt.date.today())
+    [written] = result.files
+    assert written.records == 1 and written.held_back == 0
+    # a second import changes nothing: safe to re-run
+    assert cli.main([*argv, "--force", "--db", migrated_db_url, "--config", cfg]) == 0
+    assert "0 now controlled" in capsys.readouterr().out
+    # a retransmission of the removed claim, at a counter on the newer directory, is
+    # answered as a drug that is not controlled (its claim row kept): no fill again
+    newer_counter = Router(router.cfg, router.committer, drugs.load_file(newer, "KY").schedule_of)
+    try:
+        [again] = send(newer_counter, b1(rx=7000012, ndc=AMLODIPINE))
+    finally:
+        newer_counter.close()
+    assert statuses(again) == ["D"] and AMLODIPINE not in fills(sessions)
+
+
+def test_a_voided_unclassified_fill_classified_controlled_owes_nothing(migrated_db_url):
+    engine = make_engine(migrated_db_url)
+    sessions = session_factory(engine)
+    try:
+        with sessions.begin() as s:
+            pid = Pharmacy(dea="FP1234563", name="Bluegrass", reg_key="9004")
+            s.add(pid)
+            s.flush()
+            for rx, state in (("1", "new"), ("2", "voided")):
+                fields = fill_fields(pid.id, rx, ndc=METHADONE, unclassified=True, schedule=None)
+                insert_fill(s, fields).state = state
+        with sessions.begin() as s:
+            done = reclassify(s, drugs.load)
+        assert len(done.reportable) == 1 and done.still_unknown == 0
+        with sessions() as s:
+            got = {f.rx_number: (f.schedule, f.unclassified, f.needs_report) for f in
+                   s.scalars(select(Fill))}  # fmt: skip
+            assert unknown_ndcs(s, drugs.load) == []
+        assert got == {"1": ("CII", False, True), "2": ("CII", False, False)}
+    finally:
+        engine.dispose()
+
+
+def test_run_daily_classifies_first_and_counts_what_waits(
+    migrated_db_url, tmp_path, sftp_server, capsys
+):
+    """A fill captured while the counter's directory lacked its NDC: the shipped directory
+    now schedules it, so run-daily queues and delivers it; the one still unknown is said
+    on stderr and counted in the gauges."""
+    engine = make_engine(migrated_db_url)
+    sessions = session_factory(engine)
+    day = dt.date(2026, 12, 28)
+    try:
+        with sessions.begin() as s:
+            ph = Pharmacy(dea="FP1234563", name="Bluegrass", reg_key="9004")
+            s.add(ph)
+            s.flush()
+            for rx, ndc in (("1", METHADONE), ("2", NOWHERE)):
+                fields = fill_fields(
+                    ph.id,
+                    rx,
+                    ndc=ndc,
+                    unclassified=True,
+                    schedule=None,
+                    date_of_service=day,
+                    patient_id_jurisdiction="KY",
+                )
+                insert_fill(s, fields).updated_at = dt.datetime(2026, 12, 28, 12, tzinfo=dt.UTC)
+    finally:
+        engine.dispose()
+    cfg = tmp_path / "cc.toml"
+    cfg.write_text(
+        '[extract]\nzero_reports = "off"\nmetrics_file = "cc.prom"\n' + sftp_server.info.toml()
+    )
+    with freeze_time("2026-12-29 15:00:00"):
+        code = cli.main(
+            ["run-daily", "--date", str(day), "--db", migrated_db_url, "--config", str(cfg)]
+        )
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "unclassified fills: 1 now controlled and queued for the PMP;" in out
+    assert "uploaded    PMP_KY_" in out and "records=1" in out
+    assert [line for line in err.splitlines() if line.strip()] == [
+        "cashcapture: 1 fill captured for NDCs not in the drug directory wait to be "
+        "classified, 1 NDC still unknown (cashcapture drugs unknown; drugs import of newer "
+        "FDA files)"
+    ]
+    prom = (tmp_path / "cc.prom").read_text()
+    assert "cashcapture_ndcs_unknown 1.0" in prom and "cashcapture_fills_unclassified 1.0" in prom
+    assert "cashcapture_fills_queued 0.0" in prom
