@@ -298,3 +298,25 @@ def test_the_counter_s_answer_includes_the_state_s_record_rules():
     assert t.counter_status == "R" and t.counter_rejects == ["CY"]
     assert any("PAT03" in m for m in t.counter_messages)
     assert any(s.element == "PAT03" for s in t.state)
+
+
+def test_an_ndc_not_in_the_directory_is_judged_as_the_counter_captures_it():
+    """Certification with the directory's own answer: an unknown NDC is paid and would be
+    captured unclassified, so its record is judged as if it were controlled."""
+    data = claim(D7="12345678901")
+    found = certify.certify(
+        data, "new-ndc.dat", schedule_of=DRUGS.schedule_of, today=TODAY, drug_list=DRUGS
+    )
+    t = found.transactions[0]
+    assert t.schedule == drugs.UNKNOWN and t.counter_status == "P"
+    assert any("not in drug directory" in m for m in t.counter_messages)
+    assert "not in the drug directory" in t.note and t.asap_record
+    assert not [s for s in t.state if s.element == "DSP08"]  # not held back for the list
+    assert t.ready
+    # the same claim missing the patient's street: the record it would become is not ready
+    bare = claim(D7="12345678901", drop={"01": {"CM"}})
+    missing = certify.certify(
+        bare, "new-ndc.dat", schedule_of=DRUGS.schedule_of, today=TODAY, drug_list=DRUGS
+    )
+    assert missing.transactions[0].counter_status == "P" and not missing.transactions[0].ready
+    assert "(not in the drug directory)" in certify._transaction(t)

@@ -16,7 +16,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from _adapter_helpers import CASH_BIN, b1, b2, build, fx, statuses
+from _adapter_helpers import CASH_BIN, INSURED_BIN, FakePayer, b1, b2, build, fx, load, statuses
 from _extract_helpers import settings as extract_settings
 from _sftp_server import sftp_server  # noqa: F401
 from _store_helpers import fill_fields, insert_fill
@@ -116,6 +116,37 @@ def test_a_cash_claim_for_an_unknown_ndc_is_paid_and_captured_unclassified(count
     assert fills(sessions)[METHADONE].state == "voided"
 
 
+def test_an_insured_claim_for_an_unknown_ndc_is_captured_unclassified(counter, tmp_path):
+    """A claim through the switch to a real payer: relayed unchanged, and its fill kept
+    unclassified (the fixture's hydrocodone code is not in the counter's directory)."""
+    cash_router, sessions = counter
+    payer = FakePayer()
+    request = load("b1_insured.dat")
+
+    async def go() -> bytes:
+        await payer.start()
+        payer_route = {"route": INSURED_BIN, "host": "127.0.0.1", "port": payer.port}
+        cfg = config.from_dict(
+            {
+                "adapter": {"db": cash_router.cfg.db, "spool": str(tmp_path / "spool")},
+                "routes": {"cash": [CASH_BIN]},
+                "payers": [{**payer_route, "payment_type": "commercial"}],
+            }
+        )
+        router = Router(cfg, cash_router.committer, drugs.parse_directory(OLD, "KY").schedule_of)
+        try:
+            return (await router.handle(request)).data
+        finally:
+            router.close()
+            await payer.stop()
+
+    answer = asyncio.run(go())
+    assert answer == payer.answer(request)  # relayed unchanged
+    fill = fills(sessions)[fx.HYDROCODONE_APAP]
+    assert (fill.route, fill.payment_type) == ("insured", "04")
+    assert fill.unclassified and fill.schedule is None and not fill.needs_report
+
+
 def _config(tmp_path) -> str:
     path = tmp_path / "cc.toml"
     path.write_text('[extract]\nzero_reports = "off"\ntimezone = "America/New_York"\n')
@@ -176,25 +207,44 @@ def test_drugs_import_classifies_what_waits(counter, migrated_db_url, tmp_path, 
     assert statuses(again) == ["D"] and AMLODIPINE not in fills(sessions)
 
 
-def test_a_voided_unclassified_fill_classified_controlled_owes_nothing(migrated_db_url):
+def _ingredients(*ndcs: str) -> list[dict]:
+    return [{"sequence": n, "ndc": ndc, "quantity": 5} for n, ndc in enumerate(ndcs, 1)]
+
+
+def test_reclassify_follows_the_most_controlled_drug_and_a_void_owes_nothing(migrated_db_url):
     engine = make_engine(migrated_db_url)
     sessions = session_factory(engine)
+    waiting = {  # rx: (state, product NDC, compound ingredients)
+        "1": ("new", METHADONE, []),
+        "2": ("voided", METHADONE, []),  # reversed while it waited: never owed
+        "3": ("new", "99999999999", _ingredients(NOWHERE, METHADONE)),  # CII wins
+        "4": ("new", "99999999999", _ingredients(NOWHERE, AMLODIPINE)),  # unknown waits
+        "5": ("new", "99999999999", _ingredients(AMLODIPINE, fx.LISINOPRIL)),
+    }
     try:
         with sessions.begin() as s:
             pid = Pharmacy(dea="FP1234563", name="Bluegrass", reg_key="9004")
             s.add(pid)
             s.flush()
-            for rx, state in (("1", "new"), ("2", "voided")):
-                fields = fill_fields(pid.id, rx, ndc=METHADONE, unclassified=True, schedule=None)
-                insert_fill(s, fields).state = state
+            for rx, (state, ndc, parts) in waiting.items():
+                fields = fill_fields(pid.id, rx, ndc=ndc, unclassified=True, schedule=None)
+                insert_fill(s, fields, ingredients=parts).state = state
         with sessions.begin() as s:
             done = reclassify(s, drugs.load)
-        assert len(done.reportable) == 1 and done.still_unknown == 0
+        assert sorted(fill_id for fill_id, _ in done.reportable) == [1, 3]
+        assert (done.not_controlled, done.still_unknown) == (1, 1)
         with sessions() as s:
             got = {f.rx_number: (f.schedule, f.unclassified, f.needs_report) for f in
                    s.scalars(select(Fill))}  # fmt: skip
-            assert unknown_ndcs(s, drugs.load) == []
-        assert got == {"1": ("CII", False, True), "2": ("CII", False, False)}
+            assert [(u.ndc, u.fills) for u in unknown_ndcs(s, drugs.load)] == [(NOWHERE, 1)]
+        assert got == {
+            "1": ("CII", False, True),
+            "2": ("CII", False, False),
+            "3": ("CII", False, True),
+            "4": (None, True, False),
+        }
+        with sessions.begin() as s:  # again: nothing left to change
+            assert not reclassify(s, drugs.load).changed
     finally:
         engine.dispose()
 

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from cashcapture.adapter import capture
+from cashcapture.core.drugs import controlled_by
 from cashcapture.core.pmp import compounds, fillrecord
 from cashcapture.core.pmp.asap.codec import RawRecord
 from cashcapture.core.pmp.records import PAY_PRIVATE
@@ -106,7 +107,7 @@ class RecordCheck:
         self.rules = rules
         self.schedule_of = schedule_of
         self.today = today
-        self.controlled: Callable[[str], bool] = lambda ndc: schedule_of(ndc) is not None
+        self.controlled: Callable[[str], bool] = controlled_by(schedule_of)
         self.validator = Validator(rules, self.controlled, today=today)
         self.elements = fillrecord.elements(rules.version)
         self._pha = ["PHA"]  # the pharmacy is not judged here (UNJUDGED)

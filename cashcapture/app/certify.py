@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import ncpdp
 from cashcapture.adapter import adjudicate, capture
+from cashcapture.core.drugs import UNKNOWN, Directory, controlled_by
 from ncpdp import Request
 from ncpdp.dictionary import field_name, reject_description
 
@@ -73,7 +74,7 @@ class TransactionFindings:
     index: int
     rx_number: str
     product: str  # NDC, or the compound's ingredients
-    schedule: str | None  # None: not a reportable controlled substance
+    schedule: str | None  # None: not a reportable controlled substance; UNKNOWN: not listed
     fields: list[FieldFinding] = field(default_factory=list)
     other: list[FieldFinding] = field(default_factory=list)  # compound ingredients, ...
     counter_status: str = ""
@@ -248,7 +249,7 @@ def certify(
     schedule_of: Callable[[str], str | None],
     today: dt.date,
     state: str = "KY",
-    drug_list: object | None = None,
+    drug_list: Directory | None = None,
     payment_type: str = "01",
 ) -> ClaimFindings:
     """Findings for one raw D.0 request (no framing). Never raises on bad input.
@@ -309,20 +310,26 @@ def certify(
                 t.note = "not a reportable controlled drug: no PMP record (fields for reference)"
                 out.transactions.append(t)
                 continue
+            listed: object = drug_list
+            if t.schedule == UNKNOWN:
+                t.note = (
+                    "NDC not in the drug directory: paid and captured unclassified, reported "
+                    "once a newer directory schedules it; its record is judged as if it were"
+                )
+                if drug_list is not None:
+                    listed = _listing_also(drug_list, capture.product_ndcs(segs))
             record = asap_record(
                 extracted,
                 payment_type,
                 (h.service_provider_id_qualifier, h.service_provider_id.strip()),
             )
-            fill = compounds.reported_fill(
-                record.fill, rules.compound, lambda ndc: schedule_of(ndc) is not None
-            )
+            fill = compounds.reported_fill(record.fill, rules.compound, controlled_by(schedule_of))
             record = replace(record, fill=fill)
             try:
                 t.asap_record = record_lines(record, rules.version)
             except ValueError as exc:  # a value that would break the file
                 t.asap_record = [f"(cannot be written: {exc})"]
-            found = validate_record(record, rules, drug_list, today=today)
+            found = validate_record(record, rules, listed, today=today)
             t.state = [
                 StateFinding(
                     "warning" if p.severity == WARNING else "reject",
@@ -403,6 +410,12 @@ def render(all_findings: Iterable[ClaimFindings], console) -> None:
     console.print()
 
 
+def _listing_also(drug_list: Directory, ndcs: Iterable[str]) -> Callable[[str], bool]:
+    """The drug list's look-up, taking `ndcs` as listed too."""
+    extra = frozenset(ndcs)
+    return lambda ndc: ndc in extra or drug_list.is_reportable(ndc)
+
+
 def _describe(c: ClaimFindings) -> str:
     return (
         f"{c.transaction_code} to BIN {c.bin} PCN {c.pcn or '-'}, pharmacy {c.provider}, "
@@ -411,7 +424,13 @@ def _describe(c: ClaimFindings) -> str:
 
 
 def _transaction(t: TransactionFindings) -> str:
-    drug = f"schedule {t.schedule}" if t.schedule else "not a reportable controlled drug"
+    drug = (
+        "not in the drug directory"
+        if t.schedule == UNKNOWN
+        else f"schedule {t.schedule}"
+        if t.schedule
+        else "not a reportable controlled drug"
+    )
     return f"Transaction {t.index}: Rx {t.rx_number or '-'}, {t.product or 'no product'} ({drug})"
 
 

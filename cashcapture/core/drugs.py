@@ -24,7 +24,7 @@ import io
 import re
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -172,6 +172,12 @@ def most_controlled(schedules: Iterable[str | None]) -> str | None:
     None (nothing controlled)."""
     found = [s for s in schedules if s]
     return min(found, key=lambda s: _RANK.get(s, len(_RANK))) if found else None
+
+
+def controlled_by(schedule_of: Callable[[str], str | None]) -> Callable[[str], bool]:
+    """`schedule_of` as the yes/no a record's drug-list rule and a compound's reported
+    ingredient need: scheduled, neither not controlled nor unknown."""
+    return lambda ndc: schedule_of(ndc) not in (None, UNKNOWN)
 
 
 def read_list(text: str, state: str | None = None) -> list[Drug]:
