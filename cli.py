@@ -168,7 +168,8 @@ def drugs_max_shrink_percent() -> float:
     "--out",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Where to write the directory (default: the shipped one of this installation).",
+    help="Where to write the directory (default: [adapter] drug_list of --config, else the "
+    "shipped one of this installation).",
 )
 @click.option(
     "--max-shrink",
@@ -202,11 +203,12 @@ def drugs_import(
     from cashcapture.core import drugs
 
     store = _store_if_any(db, config)  # a store named but missing: refused before writing
+    configured = _extract_settings(config).drug_list
     try:
         built = drugs.build(Path(product), Path(package))
     except (ValueError, OSError) as exc:
         raise UserError(str(exc)) from None
-    path = Path(out) if out else drugs.shipped_list_path()
+    path = Path(out or configured) if out or configured else drugs.shipped_list_path()
     old = drugs.read_list(path.read_text("utf-8")) if path.is_file() else []
     if not force:
         try:
@@ -280,13 +282,12 @@ def drugs_unknown(db: str | None, config: str | None) -> int:
     """NDCs captured and not in the drug directory (each pharmacy's state's view): fills,
     pharmacies, first and last filled, no patient data. Exit 1 when there are any: newer
     FDA files are needed (`drugs import`)."""
-    from cashcapture.core import drugs
     from cashcapture.core.store.classify import unknown_ndcs
 
-    engine, sessions, _ = _extract_env(db, config)
+    engine, sessions, settings = _extract_env(db, config)
     try:
         with sessions() as s:
-            found = unknown_ndcs(s, drugs.load)
+            found = unknown_ndcs(s, settings.directory)
     finally:
         engine.dispose()
     if found:
@@ -302,7 +303,8 @@ def drugs_unknown(db: str | None, config: str | None) -> int:
 @drugs_group.command("show")
 @click.argument("ndc")
 @click.option("--state", default="KY", show_default=True, help="State whose additions apply.")
-def drugs_show(ndc: str, state: str) -> int:
+@_config_option
+def drugs_show(ndc: str, state: str, config: str | None) -> int:
     """Print schedule and product of an NDC (10/11 digits, dashes optional). Exit 0
     controlled, 1 listed and not controlled, 3 not in the directory (unknown)."""
     from cashcapture.core import drugs
@@ -311,7 +313,7 @@ def drugs_show(ndc: str, state: str) -> int:
         candidates = drugs.ndc_candidates(ndc)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    directory = drugs.load(state.upper())
+    directory = _extract_settings(config).directory(state.upper())
     drug = directory.lookup(ndc)
     if drug is not None:
         where = f"{drug.state} addition" if drug.state else "federal"
@@ -861,6 +863,14 @@ def _extract_env(db: str | None, config: str | None, **overrides):
     """
     from cashcapture.core.configfile import database_url
     from cashcapture.core.store import session_factory
+
+    settings = _extract_settings(config, **overrides)
+    engine = _open_store(database_url(db, settings.db))
+    return engine, session_factory(engine), settings
+
+
+def _extract_settings(config: str | None, **overrides):
+    """The extract's settings of the config file (defaults without one); errors -> UserError."""
     from extract.settings import SettingsError, check, load
 
     try:
@@ -871,8 +881,7 @@ def _extract_env(db: str | None, config: str | None, **overrides):
         from cashcapture.adapter import config as adapter_config
 
         adapter_config.load(config)
-    engine = _open_store(database_url(db, settings.db))
-    return engine, session_factory(engine), settings
+    return settings
 
 
 class _Locked:
@@ -903,14 +912,13 @@ class _Locked:
 def _run_extract(sessions, settings, date) -> int:
     """Extract the day for every state this switch reports to ([extract] profile's, then
     [states]); one state's failure is reported and the others still run."""
-    from cashcapture.core import drugs
     from cashcapture.core.store.classify import reclassify
     from extract.selection import unserved
     from extract.settings import SettingsError
     from extract.submit import writing
 
     with writing(sessions) as s:  # a directory imported since: its fills join this run
-        done = reclassify(s, drugs.load)
+        done = reclassify(s, settings.directory)
     if done.changed:
         click.echo(_reclassified_line(done, settings))
     states = settings.state_names()
@@ -1041,7 +1049,7 @@ def _report_late(sessions, settings) -> int:
     with sessions() as s:
         late = reports.late_everywhere(s, settings, today)
         queued = reports.queued(s) if settings.extract.metrics_file else 0
-        waiting = reports.unknown_drugs(s)
+        waiting = reports.unknown_drugs(s, settings.directory)
     if settings.extract.metrics_file:
         path = settings.base_dir / settings.extract.metrics_file
         try:
@@ -1079,7 +1087,7 @@ def status_cmd(first, last, as_csv, db, config) -> None:
         report = reports.status(s, first_day, last_day, zone)
         unclassified = reports.unclassified_payers(s, first_day, last_day)
         late = reports.late_everywhere(s, settings, today)
-        waiting = reports.unknown_drugs(s)
+        waiting = reports.unknown_drugs(s, settings.directory)
     engine.dispose()
     if waiting.fills:
         click.echo(waiting.line(), err=as_csv)

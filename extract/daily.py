@@ -67,8 +67,12 @@ class Extractor:
         self.now = now or utcnow()
         local_now = self.now.astimezone(settings.extract.zone())
         self.local_now = local_now
+        rules = settings.extract.rules()
         checker = checker or Checker(
-            settings.extract.rules(), local_now.date(), po_box=settings.extract.po_box
+            rules,
+            local_now.date(),
+            drug_list=settings.directory(rules.state),
+            po_box=settings.extract.po_box,
         )
         self.progress = progress or (lambda done, total: None)
         self.selection = Selection(sessions, settings, day, self.now, before_id)

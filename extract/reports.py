@@ -30,9 +30,8 @@ from rich.table import Table
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session, defer
 
-from cashcapture.core import drugs
 from cashcapture.core.pmp.records import PAY_OTHER
-from cashcapture.core.store.classify import unclassified_count, unknown_ndcs
+from cashcapture.core.store.classify import DirectoryFor, unclassified_count, unknown_ndcs
 from cashcapture.core.store.models import (
     Claim,
     Fill,
@@ -206,10 +205,10 @@ class UnknownDrugs:
         )
 
 
-def unknown_drugs(session: Session) -> UnknownDrugs:
-    """What waits for classification, by the shipped directory."""
+def unknown_drugs(session: Session, directory_for: DirectoryFor) -> UnknownDrugs:
+    """What waits for classification, by the directory `directory_for` gives a state."""
     fills = unclassified_count(session)
-    return UnknownDrugs(fills, len(unknown_ndcs(session, drugs.load)) if fills else 0)
+    return UnknownDrugs(fills, len(unknown_ndcs(session, directory_for)) if fills else 0)
 
 
 def write_metrics(path: str, late_fills: int, queued: int, waiting: UnknownDrugs) -> None:

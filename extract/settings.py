@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cashcapture.core import configfile, profiles
+from cashcapture.core import configfile, drugs, profiles
 from cashcapture.core.pmp.rules import StateRules
 from extract.packaging import PACKAGES
 
@@ -110,8 +110,18 @@ class Settings:
     sftp: SftpSettings = field(default_factory=SftpSettings)
     base_dir: Path = field(default_factory=Path.cwd)
     db: str = ""  # [adapter] db of the file: the store; `configfile.database_url` ranks it
+    # [adapter] drug_list of the file: the drug directory the counter classifies by, so
+    # the extract, its re-classifying and the drugs commands read the same one
+    drug_list: str = ""
     # [states]: other states' PMPs this switch reports to, state -> (profile, [sftp] overrides)
     states: tuple[tuple[str, str, tuple[tuple[str, Any], ...]], ...] = ()
+
+    def directory(self, state: str) -> drugs.Directory:
+        """The drug directory every part reads: `[adapter] drug_list` (a path as `serve`
+        takes it, from the working directory) when set, else the shipped one."""
+        if self.drug_list:
+            return drugs.load_file(self.drug_list, state)
+        return drugs.load(state)
 
     def state_names(self) -> list[str]:
         """Every state this switch reports to: the configured profile's, then [states]."""
@@ -268,15 +278,20 @@ def load(path: str | Path | None) -> Settings:
         raw = configfile.read(path)
     except configfile.ConfigError as exc:
         raise SettingsError(str(exc)) from None
-    db = raw.get("adapter", {}).get("db", "")  # the rest of [adapter] is the adapter's to check
-    if not isinstance(db, str):
-        raise SettingsError(f"[adapter] db: expected str, got {db!r}")
+    # the rest of [adapter] is the adapter's to check
+    db, drug_list = (raw.get("adapter", {}).get(key, "") for key in ("db", "drug_list"))
+    for key, value in (("db", db), ("drug_list", drug_list)):
+        if not isinstance(value, str):
+            raise SettingsError(f"[adapter] {key}: expected str, got {value!r}")
+    if drug_list and not Path(drug_list).is_file():
+        raise SettingsError(f"[adapter] drug_list: no file {drug_list}")
     return check(
         Settings(
             extract=_section(ExtractSettings, raw.get("extract", {}), "extract"),
             sftp=_section(SftpSettings, raw.get("sftp", {}), "sftp"),
             base_dir=path.parent.resolve(),
             db=db,
+            drug_list=drug_list,
             states=_states(raw.get("states", {})),
         )
     )

@@ -109,7 +109,7 @@ def test_a_cash_claim_for_an_unknown_ndc_is_paid_and_captured_unclassified(count
     with sessions() as s:
         assert reports.queued(s) == 0
         # waiting; its NDC is one the shipped directory knows (the next run classifies it)
-        assert reports.unknown_drugs(s) == reports.UnknownDrugs(fills=1, ndcs=0)
+        assert reports.unknown_drugs(s, drugs.load) == reports.UnknownDrugs(fills=1, ndcs=0)
     # a retransmission is a duplicate of the one fill; its reversal voids it
     again, reversal = send(router, b1(rx=7000001, ndc=METHADONE), b2(rx=7000001, ndc=METHADONE))
     assert statuses(again) == ["D"] and statuses(reversal) == ["A"]
@@ -249,41 +249,50 @@ def test_reclassify_follows_the_most_controlled_drug_and_a_void_owes_nothing(mig
         engine.dispose()
 
 
+DAY = dt.date(2026, 12, 28)
+
+
+def _waiting(db_url: str, *ndcs: str) -> None:
+    """Fills filled on DAY whose NDCs the counter's directory did not hold."""
+    engine = make_engine(db_url)
+    sessions = session_factory(engine)
+    try:
+        with sessions.begin() as s:
+            ph = Pharmacy(dea="FP1234563", name="Bluegrass", reg_key="9004")
+            s.add(ph)
+            s.flush()
+            for rx, ndc in enumerate(ndcs, 1):
+                fields = fill_fields(
+                    ph.id,
+                    str(rx),
+                    ndc=ndc,
+                    unclassified=True,
+                    schedule=None,
+                    date_of_service=DAY,
+                    patient_id_jurisdiction="KY",
+                )
+                insert_fill(s, fields).updated_at = dt.datetime(2026, 12, 28, 12, tzinfo=dt.UTC)
+    finally:
+        engine.dispose()
+
+
+def _run_daily(db_url: str, cfg: Path) -> int:
+    with freeze_time("2026-12-29 15:00:00"):
+        return cli.main(["run-daily", "--date", str(DAY), "--db", db_url, "--config", str(cfg)])
+
+
 def test_run_daily_classifies_first_and_counts_what_waits(
     migrated_db_url, tmp_path, sftp_server, capsys
 ):
     """A fill captured while the counter's directory lacked its NDC: the shipped directory
     now schedules it, so run-daily queues and delivers it; the one still unknown is said
     on stderr and counted in the gauges."""
-    engine = make_engine(migrated_db_url)
-    sessions = session_factory(engine)
-    day = dt.date(2026, 12, 28)
-    try:
-        with sessions.begin() as s:
-            ph = Pharmacy(dea="FP1234563", name="Bluegrass", reg_key="9004")
-            s.add(ph)
-            s.flush()
-            for rx, ndc in (("1", METHADONE), ("2", NOWHERE)):
-                fields = fill_fields(
-                    ph.id,
-                    rx,
-                    ndc=ndc,
-                    unclassified=True,
-                    schedule=None,
-                    date_of_service=day,
-                    patient_id_jurisdiction="KY",
-                )
-                insert_fill(s, fields).updated_at = dt.datetime(2026, 12, 28, 12, tzinfo=dt.UTC)
-    finally:
-        engine.dispose()
+    _waiting(migrated_db_url, METHADONE, NOWHERE)
     cfg = tmp_path / "cc.toml"
     cfg.write_text(
         '[extract]\nzero_reports = "off"\nmetrics_file = "cc.prom"\n' + sftp_server.info.toml()
     )
-    with freeze_time("2026-12-29 15:00:00"):
-        code = cli.main(
-            ["run-daily", "--date", str(day), "--db", migrated_db_url, "--config", str(cfg)]
-        )
+    code = _run_daily(migrated_db_url, cfg)
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "unclassified fills: 1 now controlled and queued for the PMP;" in out
@@ -296,3 +305,37 @@ def test_run_daily_classifies_first_and_counts_what_waits(
     prom = (tmp_path / "cc.prom").read_text()
     assert "cashcapture_ndcs_unknown 1.0" in prom and "cashcapture_fills_unclassified 1.0" in prom
     assert "cashcapture_fills_queued 0.0" in prom
+
+
+def test_one_directory_for_every_part(migrated_db_url, tmp_path, sftp_server, capsys, monkeypatch):
+    """`[adapter] drug_list` is the directory the counter classifies by, and so the one the
+    extract judges DSP08 by, run-daily classifies by, and the drugs commands read and write:
+    a product it schedules and the shipped one does not is delivered, not held back."""
+    monkeypatch.chdir(tmp_path)  # the path as `serve` takes it
+    (tmp_path / "directory.csv").write_text(OLD + f"{NOWHERE},CIV,,A product newer than 2019\n")
+    cfg = tmp_path / "cc.toml"
+    cfg.write_text(
+        '[adapter]\ndrug_list = "directory.csv"\n[extract]\nzero_reports = "off"\n'
+        + sftp_server.info.toml()
+    )
+    _waiting(migrated_db_url, NOWHERE)
+    code = _run_daily(migrated_db_url, cfg)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "unclassified fills: 1 now controlled" in out
+    assert "records=1 held_back=0" in out
+    assert cli.main(["drugs", "show", NOWHERE, "--config", str(cfg)]) == 0
+    assert "schedule CIV" in capsys.readouterr().out
+    assert cli.main(["drugs", "show", NOWHERE]) == 3  # the shipped directory: unknown
+    assert "not in the drug directory" in capsys.readouterr().out
+    argv = ["drugs", "import", str(PRODUCT), str(PACKAGE), "--config", str(cfg)]
+    assert cli.main([*argv, "--db", migrated_db_url, "--max-shrink", "100"]) == 0
+    assert "NDCs written to directory.csv" in capsys.readouterr().out
+    assert drugs.load_file("directory.csv", "KY").schedule_of(METHADONE) == "CII"
+    # a configured directory that is not there: one line, exit 2
+    cfg.write_text('[adapter]\ndrug_list = "gone.csv"\n')
+    assert cli.main(["drugs", "show", NOWHERE, "--config", str(cfg)]) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == "cashcapture: error: [adapter] drug_list: no file gone.csv"
+    )

@@ -22,6 +22,7 @@ def rows(text: str, known: Sequence[str], required: Sequence[str]) -> Iterator[t
     Header names are matched without case, surrounding blanks, spaces or
     underscores ("In Process" = "in_process"); blank lines are skipped.
     """
+
     def norm(name: str) -> str:
         return name.strip().lower().replace(" ", "").replace("_", "")
 

@@ -209,8 +209,15 @@ def parse_directory(text: str, state: str) -> Directory:
 
 
 def load_file(path: str | Path, state: str) -> Directory:
-    """A directory file other than the shipped one (`[adapter] drug_list`)."""
-    return parse_directory(Path(path).read_text("utf-8"), state)
+    """A directory file other than the shipped one (`[adapter] drug_list`); read again
+    once the file changed (`drugs import` rewrites it)."""
+    path = Path(path).resolve()
+    return _load_file(path, path.stat().st_mtime_ns, state.upper())
+
+
+@functools.lru_cache(maxsize=16)
+def _load_file(path: Path, mtime_ns: int, state: str) -> Directory:
+    return parse_directory(path.read_text("utf-8"), state)
 
 
 @functools.cache
@@ -342,6 +349,7 @@ def write_list(drugs: Iterable[Drug], path: Path) -> int:
             count += 1
     tmp.replace(path)
     load.cache_clear()
+    _load_file.cache_clear()
     return count
 
 

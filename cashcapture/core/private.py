@@ -50,7 +50,7 @@ def write_private(path: Path, data: bytes) -> None:
         os.fchmod(fd, FILE_MODE)
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
     finally:
         os.close(fd)
     os.replace(tmp, path)

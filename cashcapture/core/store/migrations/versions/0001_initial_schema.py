@@ -41,7 +41,9 @@ def upgrade() -> None:
         ),
         sa.Column("reg_key", sa.String(length=40), nullable=True),
         sa.Column("active", sa.Boolean(), nullable=False),
-        sa.Column("created_at", cashcapture.core.store.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "created_at", cashcapture.core.store.types.UTCDateTime(timezone=True), nullable=False
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_pharmacies")),
         sa.UniqueConstraint("dea", name=op.f("uq_pharmacies_dea")),
         sa.UniqueConstraint("ncpdp_id", name=op.f("uq_pharmacies_ncpdp_id")),
@@ -64,8 +66,12 @@ def upgrade() -> None:
         sa.Column("record_count", sa.Integer(), nullable=False),
         sa.Column("valid_record_count", sa.Integer(), nullable=False),
         sa.Column("state", sa.String(length=9), nullable=False),
-        sa.Column("created_at", cashcapture.core.store.types.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("uploaded_at", cashcapture.core.store.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column(
+            "created_at", cashcapture.core.store.types.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "uploaded_at", cashcapture.core.store.types.UTCDateTime(timezone=True), nullable=True
+        ),
         sa.Column(
             "processed_at", cashcapture.core.store.types.UTCDateTime(timezone=True), nullable=True
         ),
@@ -99,7 +105,9 @@ def upgrade() -> None:
         sa.Column(
             "received_at", cashcapture.core.store.types.UTCDateTime(timezone=True), nullable=False
         ),
-        sa.Column("answered_at", cashcapture.core.store.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column(
+            "answered_at", cashcapture.core.store.types.UTCDateTime(timezone=True), nullable=True
+        ),
         sa.Column("transaction_code", sa.String(length=2), nullable=False),
         sa.Column("bin", sa.String(length=6), nullable=False),
         sa.Column("pcn", sa.String(length=10), nullable=True),
@@ -172,14 +180,20 @@ def upgrade() -> None:
             nullable=True,
             comment="DSP01 last delivered: 00 01 02, NULL = never reported",
         ),
-        sa.Column("reported_at", cashcapture.core.store.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column(
+            "reported_at", cashcapture.core.store.types.UTCDateTime(timezone=True), nullable=True
+        ),
         sa.Column(
             "last_submission_id",
             sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
             nullable=True,
         ),
-        sa.Column("created_at", cashcapture.core.store.types.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", cashcapture.core.store.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "created_at", cashcapture.core.store.types.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "updated_at", cashcapture.core.store.types.UTCDateTime(timezone=True), nullable=False
+        ),
         sa.Column(
             "created_by_claim_id",
             sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
@@ -295,8 +309,12 @@ def upgrade() -> None:
         sa.Column("element", sa.String(length=5), nullable=True),
         sa.Column("code", sa.String(length=20), nullable=True),
         sa.Column("message", sa.Text(), nullable=False),
-        sa.Column("created_at", cashcapture.core.store.types.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("resolved_at", cashcapture.core.store.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column(
+            "created_at", cashcapture.core.store.types.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "resolved_at", cashcapture.core.store.types.UTCDateTime(timezone=True), nullable=True
+        ),
         sa.ForeignKeyConstraint(
             ["fill_id"], ["fills.id"], name=op.f("fk_record_rejects_fill_id_fills")
         ),

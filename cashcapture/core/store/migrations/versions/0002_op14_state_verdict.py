@@ -34,7 +34,9 @@ def upgrade() -> None:
             )
         )
         batch_op.add_column(
-            sa.Column("state_note", sa.Text(), nullable=True, comment="the collector's words, if any")
+            sa.Column(
+                "state_note", sa.Text(), nullable=True, comment="the collector's words, if any"
+            )
         )
         batch_op.create_check_constraint(
             "state_verdict", "state_verdict IN ('accepted', 'failed', 'in process')"
@@ -61,7 +63,9 @@ def upgrade() -> None:
             "recorded_at", cashcapture.core.store.types.UTCDateTime(timezone=True), nullable=False
         ),
         sa.ForeignKeyConstraint(
-            ["pharmacy_id"], ["pharmacies.id"], name=op.f("fk_state_file_counts_pharmacy_id_pharmacies")
+            ["pharmacy_id"],
+            ["pharmacies.id"],
+            name=op.f("fk_state_file_counts_pharmacy_id_pharmacies"),
         ),
         sa.ForeignKeyConstraint(
             ["submission_id"],
