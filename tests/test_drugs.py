@@ -163,3 +163,32 @@ def test_import_refuses_a_list_that_loses_ndcs_and_keeps_the_old(
     extra = ["--force"] if keep == 0 else ["--max-shrink", "100"]
     assert main(["drugs", "import", str(product), str(package), "--out", str(out), *extra]) == 0
     assert out.read_text() != before
+
+
+def test_import_refuses_a_directory_that_keeps_its_ndcs_but_loses_their_schedules(
+    tmp_path, capsys, monkeypatch
+):
+    """Every NDC still listed, but most DEA schedules gone (a file cut at a column, a bad
+    export): as many NDCs, far fewer controlled ones. Refused: each would be paid as not
+    controlled and never reported."""
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "directory.csv"
+    assert main(["drugs", "import", str(PRODUCT), str(PACKAGE), "--out", str(out)]) == 0
+    before = out.read_text()
+    capsys.readouterr()
+    header, *rows = PRODUCT.read_text(encoding="latin-1").splitlines(keepends=True)
+    column = header.split("\t").index("DEASCHEDULE")
+    kept = []
+    for n, row in enumerate(rows):
+        cells = row.split("\t")
+        if n % 4 and cells[column] in drugs.SCHEDULES:
+            cells[column] = ""
+        kept.append("\t".join(cells))
+    product = tmp_path / "product.txt"
+    product.write_text(header + "".join(kept), encoding="latin-1")
+    built = drugs.build(product, PACKAGE)
+    assert len(built) == len(drugs.build(PRODUCT, PACKAGE))  # no NDC lost
+    assert main(["drugs", "import", str(product), str(PACKAGE), "--out", str(out)]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "controlled NDCs" in line and "unchanged" in line
+    assert out.read_text() == before
