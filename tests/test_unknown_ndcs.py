@@ -16,7 +16,18 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from _adapter_helpers import CASH_BIN, INSURED_BIN, FakePayer, b1, b2, build, fx, load, statuses
+from _adapter_helpers import (
+    CASH_BIN,
+    INSURED_BIN,
+    FakePayer,
+    b1,
+    b2,
+    build,
+    fx,
+    load,
+    rejects,
+    statuses,
+)
 from _extract_helpers import settings as extract_settings
 from _sftp_server import sftp_server  # noqa: F401
 from _store_helpers import fill_fields, insert_fill
@@ -114,6 +125,37 @@ def test_a_cash_claim_for_an_unknown_ndc_is_paid_and_captured_unclassified(count
     again, reversal = send(router, b1(rx=7000001, ndc=METHADONE), b2(rx=7000001, ndc=METHADONE))
     assert statuses(again) == ["D"] and statuses(reversal) == ["A"]
     assert fills(sessions)[METHADONE].state == "voided"
+
+
+def _without(req, segment: str, *codes: str):
+    seg = ncpdp.find([*req.segments, *req.transactions[0]], segment)
+    seg.fields = [(c, v) for c, v in seg.fields if c not in codes]
+    return req
+
+
+def test_an_unknown_ndc_is_paid_whatever_the_pmp_lacks_and_told_what(counter):
+    """Paid and captured although the record would lack the birth date and the street:
+    the pharmacy hears of both, in case the drug is controlled. What finds the fill (a
+    date of service a year ahead) is still refused."""
+    router, sessions = counter
+    bare = _without(b1(rx=7000021, ndc=NOWHERE), "01", "C4", "CM")
+    ahead = b1(rx=7000022, ndc=NOWHERE)
+    ahead.header.date_of_service = (dt.date.today() + dt.timedelta(days=365)).strftime("%Y%m%d")
+    compound = ncpdp.parse(ncpdp.build(fx.b1_compound()))  # bulk ingredients: unknown
+    compound.transactions[0][0].fields = [
+        (c, "7000023" if c == "D2" else v) for c, v in compound.transactions[0][0].fields
+    ]
+    paid, refused, mixed = send(router, bare, ahead, compound)
+    assert statuses(paid) == ["P"]
+    said = message(paid)
+    assert adjudicate.MSG_UNCLASSIFIED in said
+    assert "Date Of Birth" in said and "Street Address" in said
+    assert statuses(refused) == ["R"] and rejects(refused) == ["15"]
+    assert statuses(mixed) == ["P"] and adjudicate.MSG_UNCLASSIFIED in message(mixed)
+    held = {f.rx_number: f for f in fills(sessions).values()}
+    assert held["7000021"].unclassified and held["7000021"].patient_dob is None
+    assert held["7000023"].unclassified and held["7000023"].compound
+    assert "7000022" not in held
 
 
 def test_an_insured_claim_for_an_unknown_ndc_is_captured_unclassified(counter, tmp_path):

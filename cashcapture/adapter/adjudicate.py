@@ -397,24 +397,30 @@ def _billing(inp: Inputs) -> Outcome:
         return bad
     controlled = _controlled(inp)  # a schedule, UNKNOWN (captured unclassified) or None
     action: Action | None = None
+    advice: list[capture.Problem] = []  # an unknown NDC's PMP gaps: said, not rejected
     if controlled:
         if not inp.pharmacy_known:
             return rejected(["50"], ["Pharmacy not registered for PMP capture"])
-        # an unknown NDC is paid and kept with what the claim has: most are not controlled
-        known = controlled != UNKNOWN
         extracted = capture.extract_fill(
             req.header.date_of_service,
             segs,
-            required=known,
+            required=True,
             latest_service_date=inp.latest_service_date,
         )
-        problems = (
-            recordcheck.claim_problems(
-                extracted, inp.rules, inp.schedule_of, inp.latest_service_date
-            )
-            if known
-            else []
+        problems = recordcheck.claim_problems(
+            extracted, inp.rules, inp.schedule_of, inp.latest_service_date
         )
+        if controlled == UNKNOWN:
+            # most unknown NDCs are not controlled: paid and kept with what the claim has,
+            # unless what finds the fill is unreadable; what the PMP would lack is said
+            advice = [p for p in problems if p.field not in _PRODUCT_FIELDS]
+            problems = [p for p in advice if p.field in _KEY_FIELDS]
+            extracted = capture.extract_fill(
+                req.header.date_of_service,
+                segs,
+                required=False,
+                latest_service_date=inp.latest_service_date,
+            )
         if problems:
             return rejected_problems((), problems)
         prior = inp.prior
@@ -434,13 +440,20 @@ def _billing(inp: Inputs) -> Outcome:
         same, old = _match_prior(req, i, inp.prior)
         if same and old is not None and _status(old) in (PAID, DUPLICATE):
             return Outcome(DUPLICATE, stored=_with_status(old, DUPLICATE))
+    said = [_paid_message(controlled, inp.capture)]
     answer = Answer(
         PAID,
         authorization_number=inp.auth_number or None,
-        messages=[_paid_message(controlled, inp.capture)],
+        messages=[*said, *pmp_messages(advice, MAX_MESSAGE_LINES - line_count(said))],
         pricing=pricing,
     )
     return Outcome(PAID, action=action, captured=bool(controlled), answer=answer)
+
+
+# What finds a fill (Rx number, fill number, date of service): a claim for an unknown
+# NDC is rejected only for these. The product is not judged against the list it is not on.
+_KEY_FIELDS = frozenset({"D2", "D3", "D1"})
+_PRODUCT_FIELDS = frozenset({"D7", "TE"})
 
 
 def _paid_message(controlled: str | None, capture_on: bool) -> str:
