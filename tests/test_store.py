@@ -66,6 +66,23 @@ def test_migrations_build_from_empty_and_rerun(db_url):
         engine.dispose()
 
 
+def test_migrations_build_what_the_models_say(migrated_db_url):
+    """A column, index, constraint or type added to a model without its migration (or
+    the reverse) shows here, on SQLite and PostgreSQL."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from cashcapture.core.store.models import Base
+
+    engine = make_engine(migrated_db_url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert compare_metadata(context, Base.metadata) == []
+    finally:
+        engine.dispose()
+
+
 def test_sqlite_is_durable_wal(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
     with engine.connect() as conn:
