@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 from cashcapture.core.pmp import fillrecord
 from cashcapture.core.pmp import records as asap
 from cashcapture.core.store.models import (
+    MAIL_ORDER,
     STATE_REJECT,
     VOID_RECORD,
     Fill,
@@ -96,7 +97,6 @@ _SELECT = [
 
 # File order: by patient (PAT once per patient), then fill.
 ROW_ORDER = (_C.patient_last_name, _C.patient_first_name, _C.patient_dob, _C.patient_id, _C.id)
-MAIL_ORDER = "05"  # NCPDP 147-U7 pharmacy service type: mail order
 
 OpenRejects = dict[int, set[tuple[Any, ...]]]  # fill -> {(segment, element, reason)}
 

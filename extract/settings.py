@@ -255,14 +255,12 @@ def check(settings: Settings) -> Settings:
 def _states(raw: dict[str, Any]) -> tuple[tuple[str, str, tuple[tuple[str, Any], ...]], ...]:
     """[states]: `OH = "ASAP-4.2A"`, or a table with `profile` and [sftp] keys of its own
     (another collector's host, user, key, folder, package...)."""
+    try:
+        tables = configfile.state_profiles(raw)
+    except configfile.ConfigError as exc:
+        raise SettingsError(str(exc)) from None
     out = []
-    for state, value in raw.items():
-        where = f"[states] {state}"
-        if not (len(state) == 2 and state.isascii() and state.isupper() and state.isalpha()):
-            raise SettingsError(f"{where}: a state is two capital letters, e.g. OH")
-        table = {"profile": value} if isinstance(value, str) else value
-        if not isinstance(table, dict) or not isinstance(table.get("profile"), str):
-            raise SettingsError(f"{where}: give a profile name (cashcapture profiles list)")
+    for state, table in tables.items():
         sftp = {k: v for k, v in table.items() if k != "profile"}
         checked = _section(SftpSettings, sftp, f"states.{state}")
         out.append((state, table["profile"], tuple((k, getattr(checked, k)) for k in sftp)))

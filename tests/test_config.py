@@ -64,14 +64,15 @@ def test_example_file_is_read_by_the_adapter_and_the_extract():
 
 def test_example_file_covers_every_setting():
     keys = _keys(EXAMPLE)
-    # Config fields read from another section (metadata "from": "section.key") are that
-    # section's keys: the counter takes the file's profile from [extract].
+    # Config fields read from another section (metadata "from": "section.key", or a whole
+    # section) are that section's: the counter takes the file's profile from [extract]
+    # and the other states' profiles from [states].
     borrowed = {f.name: f.metadata["from"] for f in dataclasses.fields(config.Config)
                 if "from" in f.metadata}  # fmt: skip
-    assert borrowed == {"extract_profile": "extract.profile"}
+    assert borrowed == {"extract_profile": "extract.profile", "states": "states"}
     for source in borrowed.values():
-        section, key = source.split(".")
-        assert key in keys[section]
+        section, _, key = source.partition(".")
+        assert key in keys[section] if key else section in keys
     assert keys["adapter"] == {f.name for f in dataclasses.fields(config.Config)} - {
         "listeners", "cash", "certification", "payers", *borrowed,
     }  # fmt: skip
@@ -87,7 +88,9 @@ def test_example_values_not_marked_example_are_the_defaults():
     cfg = config.load(EXAMPLE)
     default = config.Config()
     for f in dataclasses.fields(config.Config):
-        if "from" in f.metadata:  # read from [extract]: that section's default
+        if f.metadata.get("from") == "states":  # the example names none
+            assert getattr(cfg, f.name) == (), f.name
+        elif "from" in f.metadata:  # read from [extract]: that section's default
             _, key = f.metadata["from"].split(".")
             want = getattr(extract_settings.ExtractSettings(), key)
             assert getattr(cfg, f.name) == want, f.name

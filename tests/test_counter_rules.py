@@ -457,3 +457,53 @@ def test_a_fill_for_several_states_meets_each_state_s_rules():
     codes, text = answer(d)
     assert d.status == "R" and codes == ["CY"] and text.count("PMP: Patient ID") == 1
     assert judge(req, rules=()).status == "P"  # no state's rules: the capture's only
+
+
+def test_the_counter_judges_by_the_rules_of_each_state_the_fill_goes_to(migrated_db_url, tmp_path):
+    """As the extract sends it: an Ohio pharmacy's fill goes to Ohio's PMP (the generic
+    ASAP 4.2A profile, which takes an SSN Kentucky refuses), and, shipped by mail to a
+    Kentucky resident from a pharmacy registered with Kentucky, to Kentucky's as well."""
+    from _adapter_helpers import build, statuses
+
+    from cashcapture.adapter import config
+    from cashcapture.adapter.router import Router
+    from cashcapture.core.store import GroupCommitter, Pharmacy, make_engine, session_factory
+    from cashcapture.core.store.models import PharmacyRegistration
+
+    engine = make_engine(migrated_db_url)
+    sessions = session_factory(engine)
+    with sessions.begin() as s:
+        ohio = Pharmacy(dea="FP1234563", npi=fx.PHARMACY_NPI, name="Buckeye", state="OH")
+        ohio.mail_order = True
+        s.add(ohio)
+        s.flush()
+        s.add(PharmacyRegistration(pharmacy_id=ohio.id, state="KY", submitter_id="BUCKEYE"))
+    cfg = config.from_dict(
+        {
+            "adapter": {"db": migrated_db_url, "spool": str(tmp_path / "spool")},
+            "routes": {"cash": [f"{fx.CASH_BIN}/{fx.CASH_PCN}"]},
+            "states": {"OH": "ASAP-4.2A"},
+        }
+    )
+    committer = GroupCommitter(engine).start()
+    router = Router(cfg, committer, schedule_of)
+    refused_ssn = {"CX": "01", "CY": "000123456"}  # area 000: KY's rules refuse it
+
+    async def send(*claims):
+        return [(await router.handle(build(c))).data for c in claims]
+
+    try:
+        in_ohio, to_kentucky = asyncio.run(
+            send(
+                with_patient(b1(rx=601), **refused_ssn, CO="OH", CP="43215"),
+                with_patient(b1(rx=602), **refused_ssn, CO="KY"),
+            )
+        )
+    finally:
+        router.close()
+        committer.close()
+        engine.dispose()
+    assert statuses(in_ohio) == ["P"]  # Ohio's rules only: judged by KY's, it was refused
+    assert statuses(to_kentucky) == ["R"]  # Ohio's and Kentucky's: KY refuses the SSN
+    assert b"PMP: Patient ID (PAT03)" in to_kentucky
+    assert router.rules_for(None, ncpdp.parse(build(b1()))) == (router.rules,)

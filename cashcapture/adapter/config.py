@@ -17,7 +17,13 @@ from pathlib import Path
 
 from cashcapture.adapter import framing
 from cashcapture.core import profiles
-from cashcapture.core.configfile import DEFAULT_URL, ConfigError, check_sections, read
+from cashcapture.core.configfile import (
+    DEFAULT_URL,
+    ConfigError,
+    check_sections,
+    read,
+    state_profiles,
+)
 from cashcapture.core.configfile import SECTIONS as SECTIONS  # re-exported: the adapter's view
 from cashcapture.core.ids import ascii_digits
 from cashcapture.core.pmp.records import PAYMENT_TYPES
@@ -91,6 +97,9 @@ class Config:
     # [extract] profile of the same file (read here, checked by the extract): the counter
     # follows it, so that the counter and the state's file judge a fill by one rule set.
     extract_profile: str = field(default="", metadata={"from": "extract.profile"})
+    # [states] of the same file: (state, profile) of each other state's PMP, whose record
+    # rules the counter also runs on the fills that state will get
+    states: tuple[tuple[str, str], ...] = field(default=(), metadata={"from": "states"})
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -147,6 +156,8 @@ def from_dict(data: dict) -> Config:
     _unknown("[adapter]", adapter, set(_ADAPTER_KEYS))
     kw: dict = {k: _typed("adapter", k, v, _ADAPTER_KEYS[k]) for k, v in adapter.items()}
     kw["extract_profile"] = str(data.get("extract", {}).get("profile", ""))
+    states = state_profiles(data.get("states", {}))
+    kw["states"] = tuple((state, table["profile"]) for state, table in states.items())
 
     listeners = []
     for i, item in enumerate(data.get("listeners", [])):
@@ -221,6 +232,18 @@ def state_rules(cfg: Config) -> StateRules:
         key = "[extract] profile" if not cfg.profile and cfg.extract_profile else "adapter.profile"
         raise ConfigError(f"{key} {name} reports to {profile.state}, not {cfg.state}")
     return profile.rules(cfg.state)
+
+
+def rules_by_state(cfg: Config) -> dict[str, StateRules]:
+    """The record rules of every state this switch reports to: the adapter's state's
+    (`state_rules`), then each of [states] under its profile."""
+    out = {cfg.state: state_rules(cfg)}
+    for state, name in cfg.states:
+        try:
+            out[state] = profiles.load(name).rules(state)
+        except profiles.ProfileError as exc:
+            raise ConfigError(f"[states] {state}: {exc}") from None
+    return out
 
 
 def _check(cfg: Config) -> None:

@@ -31,11 +31,12 @@ from sqlalchemy.orm import Session
 
 import ncpdp
 from cashcapture.adapter import adjudicate, capture, logs
-from cashcapture.adapter.config import Config, PayerRoute, state_rules
+from cashcapture.adapter.config import Config, PayerRoute, rules_by_state
 from cashcapture.adapter.metrics import Metrics
 from cashcapture.adapter.spool import Record, Spool, spool_path
 from cashcapture.adapter.upstream import Payer, UpstreamError
 from cashcapture.core.pmp.records import PAY_OTHER
+from cashcapture.core.pmp.rules import StateRules
 from cashcapture.core.store import (
     BatchUnit,
     FillKey,
@@ -47,7 +48,9 @@ from cashcapture.core.store import (
     claim_hash,
     find_claim_by_hash,
     find_pharmacy,
+    registered_states,
 )
+from cashcapture.core.store.models import MAIL_ORDER
 from cashcapture.core.store.types import utcnow
 from ncpdp import Request, responses
 from ncpdp.header import LENGTHS, RequestHeader, parse_header
@@ -119,6 +122,16 @@ def _b36(n: int) -> str:
             return out
 
 
+@dataclass(frozen=True)
+class _Dispenser:
+    """Where a pharmacy's fills are reported: its state, and the others it is registered
+    with for mail order to their residents."""
+
+    state: str
+    mail_order: bool
+    registered: frozenset[str]
+
+
 class Router:
     """Handles one message at a time per caller; safe for many concurrent callers."""
 
@@ -133,11 +146,14 @@ class Router:
         self.routes = RouteTable(cfg)
         self.committer = committer
         self.schedule_of = schedule_of
-        self.rules = state_rules(cfg)  # the state's record rules, judged at the counter
+        # every reporting state's record rules, judged at the counter (`rules_for`)
+        self.rules_by_state = rules_by_state(cfg)
+        self.rules = self.rules_by_state[cfg.state]
         self.metrics = metrics or Metrics()
         self.payers = {p.route: Payer(p, max_size=cfg.max_message_size) for p in cfg.payers}
         self.auth = AuthNumbers()
         self._pharmacies: dict[str, int] = {}  # provider id -> pharmacy id (hits only)
+        self._dispensers: dict[int, _Dispenser] = {}  # pharmacy id -> where it reports
         self._counted: dict[tuple[str, str], tuple] = {}  # (route, status) -> metric children
         self.spool = Spool(spool_path(cfg.spool, cfg.db))
         self.spool_every = SPOOL_REPLAY_EVERY
@@ -308,7 +324,30 @@ class Router:
             pharmacy = find_pharmacy(session, provider)
             if pharmacy is not None and pharmacy.active:
                 pid = self._pharmacies[provider] = pharmacy.id
+                registered = registered_states(session, pid)
+                self._dispensers[pid] = _Dispenser(pharmacy.state, pharmacy.mail_order, registered)
         return pid
+
+    def rules_for(self, pharmacy_id: int | None, request: Request) -> tuple[StateRules, ...]:
+        """The record rules of every state a claim's fills go to, as the extract sends
+        them: the pharmacy's own state's (this adapter's state's when none here reports
+        to it), and, shipped to a resident of a state the pharmacy is registered with
+        (a mail-order pharmacy, or 147-U7 = 05), that state's too."""
+        where = self._dispensers.get(pharmacy_id) if pharmacy_id is not None else None
+        if where is None:
+            return (self.rules,)
+        out = [self.rules_by_state.get(where.state, self.rules)]
+        patient = ncpdp.find(request.segments, "01")
+        home = ((patient.get("CO") if patient else None) or "").strip().upper()
+        mail = where.mail_order or any(
+            (claim.get("U7") or "").strip() == MAIL_ORDER
+            for txn in request.transactions
+            if (claim := ncpdp.find(txn, "07")) is not None
+        )
+        if mail and home != where.state and home in where.registered:
+            if (theirs := self.rules_by_state.get(home)) is not None:
+                out.append(theirs)
+        return tuple(out)
 
     async def _commit(self, unit):
         return await self.committer.run(unit, COMMIT_TIMEOUT)
@@ -463,7 +502,7 @@ class _CashCapture(_Capture):
             problems=self.problems,
             capture_on=self.capture_on,
             latest_service_date=latest_service_date(),
-            rules=self.router.rules,
+            rules=self.router.rules_for(self.pharmacy_id, self.request),
         )
         response = ncpdp.build(decision.response)
         claim = self.claim(writes, self.route, response, decision.status, decision.reject_codes)

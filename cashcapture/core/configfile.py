@@ -54,6 +54,22 @@ def read(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def state_profiles(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """[states] as state -> its table: `OH = "ASAP-4.2A"` or a table holding `profile`
+    (and, for the extract, that collector's own [sftp] keys). The counter judges a fill
+    by the same profiles the extract reports it under."""
+    out = {}
+    for state, value in raw.items():
+        where = f"[states] {state}"
+        if not (len(state) == 2 and state.isascii() and state.isupper() and state.isalpha()):
+            raise ConfigError(f"{where}: a state is two capital letters, e.g. OH")
+        table = {"profile": value} if isinstance(value, str) else value
+        if not isinstance(table, dict) or not isinstance(table.get("profile"), str):
+            raise ConfigError(f"{where}: give a profile name (cashcapture profiles list)")
+        out[state] = table
+    return out
+
+
 def database_url(given: str | None, configured: str | None = None) -> str:
     """--db, then $CASHCAPTURE_DB, then the file's `[adapter] db`, then the default SQLite file."""
 

@@ -43,6 +43,7 @@ from cashcapture.core.store.repo import (
     find_pharmacy,
     is_duplicate_fill_error,
     mark_fills_reported,
+    registered_states,
 )
 
 __all__ = [
@@ -70,6 +71,7 @@ __all__ = [
     "fills_to_report",
     "find_claim_by_hash",
     "find_pharmacy",
+    "registered_states",
     "is_duplicate_fill_error",
     "make_engine",
     "mark_fills_reported",

@@ -53,6 +53,7 @@ STATE_VERDICTS = ("accepted", "failed", "in process")
 # ASAP DSP01 reporting status codes.
 NEW_RECORD, REVISED_RECORD, VOID_RECORD = "00", "01", "02"
 STATE_REJECT = "state"  # RecordReject.code of a record the state's collector rejected
+MAIL_ORDER = "05"  # fills.service_type (NCPDP 147-U7 Pharmacy Service Type): mail order
 
 
 class Base(DeclarativeBase):

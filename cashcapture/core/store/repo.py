@@ -45,6 +45,7 @@ from cashcapture.core.store.models import (
     FillIngredient,
     FillReport,
     Pharmacy,
+    PharmacyRegistration,
     Submission,
     SubmissionRecord,
     submission_pharmacies,
@@ -122,6 +123,12 @@ def find_pharmacy(session: Session, provider_id: str) -> Pharmacy | None:
         )
     )
     return session.scalars(stmt).first()
+
+
+def registered_states(session: Session, pharmacy_id: int) -> frozenset[str]:
+    """The other states' PMPs a pharmacy is registered with (mail order to their residents)."""
+    stmt = select(PharmacyRegistration.state).where(PharmacyRegistration.pharmacy_id == pharmacy_id)
+    return frozenset(session.scalars(stmt))
 
 
 # --- the rules a change applies -------------------------------------------------
