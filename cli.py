@@ -164,6 +164,7 @@ def drugs_max_shrink_percent() -> float:
 @drugs_group.command("import")
 @click.argument("product", type=click.Path(exists=True, dir_okay=False))
 @click.argument("package", type=click.Path(exists=True, dir_okay=False))
+@click.argument("more", nargs=-1, type=click.Path(exists=True, dir_okay=False))
 @click.option(
     "--out",
     type=click.Path(dir_okay=False),
@@ -184,14 +185,17 @@ def drugs_max_shrink_percent() -> float:
 def drugs_import(
     product: str,
     package: str,
+    more: tuple[str, ...],
     out: str | None,
     max_shrink: float,
     force: bool,
     db: str | None,
     config: str | None,
 ) -> None:
-    """Rebuild the directory from the FDA NDC Directory's product.txt and package.txt,
-    then classify the store's unclassified fills by it.
+    """Rebuild the directory from the FDA NDC Directory's product.txt and package.txt
+    (then any further product/package pairs, such as unfinished_product.txt and
+    unfinished_package.txt: the bulk ingredients compounds are made of), then classify
+    the store's unclassified fills by it.
 
     A file that would drop more than --max-shrink percent of the NDCs or of the
     controlled NDCs, or that holds no controlled product, is refused (one line, exit
@@ -202,10 +206,13 @@ def drugs_import(
 
     from cashcapture.core import drugs
 
+    if len(more) % 2:
+        raise UserError(f"drugs import: {more[-1]} has no package file to go with it")
+    pairs = [(Path(a), Path(b)) for a, b in zip(more[::2], more[1::2], strict=True)]
     store = _store_if_any(db, config)  # a store named but missing: refused before writing
     configured = _extract_settings(config).drug_list
     try:
-        built = drugs.build(Path(product), Path(package))
+        built = drugs.build(Path(product), Path(package), more=pairs)
     except (ValueError, OSError) as exc:
         raise UserError(str(exc)) from None
     path = Path(out or configured) if out or configured else drugs.shipped_list_path()

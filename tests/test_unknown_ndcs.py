@@ -253,6 +253,60 @@ def _ingredients(*ndcs: str) -> list[dict]:
     return [{"sequence": n, "ndc": ndc, "quantity": 5} for n, ndc in enumerate(ndcs, 1)]
 
 
+def _unfinished(tmp_path: Path) -> list[str]:
+    """An unfinished drugs' product and package file, as FDA publishes them beside the
+    finished ones (no proprietary name column): a bulk testosterone for compounding
+    (CIII) and a cream base, the fixture compound's two ingredients."""
+    product = tmp_path / "unfinished_product.txt"
+    product.write_text(
+        "PRODUCTID\tPRODUCTNDC\tPRODUCTTYPENAME\tNONPROPRIETARYNAME\tDOSAGEFORMNAME\t"
+        "STARTMARKETINGDATE\tENDMARKETINGDATE\tMARKETINGCATEGORYNAME\tAPPLICATIONNUMBER\t"
+        "LABELERNAME\tSUBSTANCENAME\tACTIVE_NUMERATOR_STRENGTH\tACTIVE_INGRED_UNIT\t"
+        "DEASCHEDULE\tLISTING_RECORD_CERTIFIED_THROUGH\r\n"
+        "51927-1035_x\t51927-1035\tBULK INGREDIENT\tTestosterone\tPOWDER\t20100101\t\t"
+        "BULK INGREDIENT FOR HUMAN PRESCRIPTION COMPOUNDING\t\tPCCA\tTESTOSTERONE\t1\tg/g\t"
+        "CIII\t20191231\r\n"
+        "51927-2015_y\t51927-2015\tBULK INGREDIENT\tCream base\tCREAM\t20100101\t\t"
+        "BULK INGREDIENT FOR HUMAN PRESCRIPTION COMPOUNDING\t\tPCCA\tPETROLATUM\t1\tg/g\t"
+        "\t20191231\r\n",
+        encoding="latin-1",
+    )
+    package = tmp_path / "unfinished_package.txt"
+    package.write_text(
+        "PRODUCTID\tPRODUCTNDC\tNDCPACKAGECODE\tPACKAGEDESCRIPTION\tSTARTMARKETINGDATE\t"
+        "ENDMARKETINGDATE\r\n"
+        "51927-1035_x\t51927-1035\t51927-1035-00\t25 g in 1 JAR\t20100101\t\r\n"
+        "51927-2015_y\t51927-2015\t51927-2015-00\t500 g in 1 JAR\t20100101\t\r\n",
+        encoding="latin-1",
+    )
+    return [str(product), str(package)]
+
+
+def test_a_compound_of_bulk_ingredients_waits_for_the_unfinished_drugs_files(
+    counter, migrated_db_url, tmp_path, capsys
+):
+    """Bulk ingredients are not in the directory of finished products: a compound of them
+    is captured unclassified; importing the unfinished drugs' files beside the finished
+    ones classifies it by its controlled ingredient."""
+    router, sessions = counter
+    compound = ncpdp.parse(ncpdp.build(fx.b1_compound()))
+    [paid] = send(router, compound)
+    assert statuses(paid) == ["P"] and adjudicate.MSG_UNCLASSIFIED in message(paid)
+    [fill] = fills(sessions).values()
+    assert fill.compound and fill.unclassified
+    newer = tmp_path / "directory.csv"
+    argv = ["drugs", "import", str(PRODUCT), str(PACKAGE), "--out", str(newer)]
+    assert cli.main([*argv, *_unfinished(tmp_path)[:1]]) == 2  # a product file alone
+    assert "has no package file" in capsys.readouterr().err
+    assert cli.main([*argv, *_unfinished(tmp_path), "--db", migrated_db_url]) == 0
+    assert "1 now controlled and queued" in capsys.readouterr().out
+    [fill] = fills(sessions).values()
+    assert fill.schedule == "CIII" and fill.needs_report and not fill.unclassified
+    directory = drugs.load_file(newer, "KY")
+    assert directory.lookup(fx.TESTOSTERONE_POWDER).product == "Testosterone"
+    assert directory.schedule_of(fx.CREAM_BASE) is None
+
+
 def test_reclassify_follows_the_most_controlled_drug_and_a_void_owes_nothing(migrated_db_url):
     engine = make_engine(migrated_db_url)
     sessions = session_factory(engine)
@@ -381,3 +435,19 @@ def test_one_directory_for_every_part(migrated_db_url, tmp_path, sftp_server, ca
         capsys.readouterr().err.strip()
         == "cashcapture: error: [adapter] drug_list: no file gone.csv"
     )
+
+
+def test_a_schedule_iii_fill_is_captured_on_every_database(counter):
+    """ "CIII" is four characters: the schedule column held three, so PostgreSQL refused
+    every schedule III capture (reject 99), while SQLite, which ignores lengths, took it."""
+    from _adapter_helpers import schedule_of as fixture_schedules  # the compound's CIII
+
+    router, sessions = counter
+    schedule3 = Router(router.cfg, router.committer, fixture_schedules)
+    try:
+        [paid] = send(schedule3, fx.b1_compound())
+    finally:
+        schedule3.close()
+    assert statuses(paid) == ["P"] and adjudicate.MSG_CAPTURED in message(paid)
+    [fill] = fills(sessions).values()
+    assert fill.schedule == "CIII" and fill.needs_report

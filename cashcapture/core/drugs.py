@@ -258,19 +258,37 @@ def _require(path: Path, columns: set[str]) -> None:
         raise ValueError(f"{path.name}: not an FDA NDC file, missing {', '.join(sorted(missing))}")
 
 
+FdaPair = tuple[Path, Path]  # an FDA product file and its package file
+
+
 def build(
-    product_file: Path, package_file: Path, rules: list[tuple[str, str, str]] | None = None
+    product_file: Path,
+    package_file: Path,
+    rules: list[tuple[str, str, str]] | None = None,
+    *,
+    more: Iterable[FdaPair] = (),
 ) -> list[Drug]:
-    """The directory from FDA ``product.txt`` and ``package.txt``: every package NDC,
-    federal rows first, then each state's additions, each sorted by NDC."""
-    product_file, package_file = Path(product_file), Path(package_file)
-    _require(product_file, {"PRODUCTID", "DEASCHEDULE", "SUBSTANCENAME", "PROPRIETARYNAME"})
-    _require(package_file, {"PRODUCTID", "NDCPACKAGECODE"})
+    """The directory from FDA ``product.txt`` and ``package.txt`` (and `more` pairs, such
+    as the unfinished drugs' files, whose bulk ingredients compounds are made of): every
+    package NDC, federal rows first, then each state's additions, each sorted by NDC."""
     rules = state_rules() if rules is None else rules
     by_substance: dict[str, list[tuple[str, str]]] = {}
     for state, substance, schedule in rules:
         by_substance.setdefault(substance, []).append((state, schedule))
+    drugs: dict[tuple[str, str], Drug] = {}
+    for product, package in ((product_file, package_file), *more):
+        _add_pair(Path(product), Path(package), by_substance, drugs)
+    return sorted(drugs.values(), key=lambda d: (d.state, d.ndc11))
 
+
+def _add_pair(
+    product_file: Path,
+    package_file: Path,
+    by_substance: dict[str, list[tuple[str, str]]],
+    drugs: dict[tuple[str, str], Drug],
+) -> None:
+    _require(product_file, {"PRODUCTID", "DEASCHEDULE", "SUBSTANCENAME"})
+    _require(package_file, {"PRODUCTID", "NDCPACKAGECODE"})
     # PRODUCTID -> [(state, schedule, product name)]; a federal "" schedule: not controlled
     classes: dict[str, list[tuple[str, str, str]]] = {}
     for row in _fda_rows(product_file):
@@ -282,22 +300,22 @@ def build(
         if federal == NOT_CONTROLLED:
             found += [pair for s in substances & by_substance.keys() for pair in by_substance[s]]
         classes[row["PRODUCTID"]] = [
-            (state, schedule, _product_name(row) if schedule else "") for state, schedule in found
+            (state, schedule, _product_name(row) if schedule else "")
+            for state, schedule in found
         ]
-
-    drugs: dict[tuple[str, str], Drug] = {}
     for row in _fda_rows(package_file):
         ndc = normalize_ndc(row["NDCPACKAGECODE"])
         for state, schedule, name in classes.get(row["PRODUCTID"], ()):
             held = drugs.get((state, ndc))
             if held is None or (schedule and not held.schedule):  # a schedule wins
                 drugs[(state, ndc)] = Drug(ndc, schedule, name, state)
-    return sorted(drugs.values(), key=lambda d: (d.state, d.ndc11))
 
 
 def _product_name(row: dict[str, str]) -> str:
-    proprietary = (row["PROPRIETARYNAME"].strip(), row["PROPRIETARYNAMESUFFIX"].strip())
-    return " ".join(p for p in proprietary if p) or row["NONPROPRIETARYNAME"].strip()
+    """The proprietary name and suffix, else the non-proprietary (the unfinished drugs'
+    files have only that one)."""
+    parts = (row.get(k, "").strip() for k in ("PROPRIETARYNAME", "PROPRIETARYNAMESUFFIX"))
+    return " ".join(p for p in parts if p) or row.get("NONPROPRIETARYNAME", "").strip()
 
 
 #: How much smaller a new directory may be than the one it replaces before import refuses it.

@@ -187,7 +187,7 @@ class Fill(Base):
     pharmacist_npi: Mapped[str | None] = mapped_column(String(10), comment="DSP14")
     payment_type: Mapped[str | None] = mapped_column(String(2), comment="DSP16, 01 private pay")
     schedule: Mapped[str | None] = mapped_column(
-        String(3), comment="drug directory: CII..CV; NULL while unclassified"
+        String(4), comment="drug directory: CII..CV; NULL while unclassified"
     )
     # The NDC was not in the drug directory when the claim came: kept off every queue
     # (needs_report false) until `drugs import` of a newer directory classifies it.

@@ -1,4 +1,6 @@
-"""fills of NDCs the drug directory does not hold: captured unclassified (issue 13)
+"""fills of NDCs the drug directory does not hold: captured unclassified (issue 13);
+fills.schedule widened to 4 characters ("CIII" did not fit VARCHAR(3): PostgreSQL refused
+every schedule III capture)
 
 Revision ID: unclassified
 Revises: multistate
@@ -22,7 +24,9 @@ def upgrade() -> None:
         )
         batch_op.alter_column(
             "schedule",
+            type_=sa.String(4),
             existing_type=sa.String(3),
+            existing_nullable=True,
             comment="drug directory: CII..CV; NULL while unclassified",
             existing_comment="drug list: CII..CV",
         )
@@ -32,7 +36,9 @@ def downgrade() -> None:
     with op.batch_alter_table("fills", schema=None) as batch_op:
         batch_op.alter_column(
             "schedule",
-            existing_type=sa.String(3),
+            type_=sa.String(3),
+            existing_type=sa.String(4),
+            existing_nullable=True,
             comment="drug list: CII..CV",
             existing_comment="drug directory: CII..CV; NULL while unclassified",
         )
