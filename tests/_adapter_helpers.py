@@ -10,12 +10,19 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import ncpdp
 from cashcapture.adapter import client, framing
 from cashcapture.core.store import Pharmacy, make_engine, session_factory, upgrade
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import sessionmaker
+
+    from cashcapture.adapter.router import Router
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "fixtures" / "ncpdp"
@@ -84,6 +91,45 @@ def register_pharmacy(db_url: str) -> None:
         s.add(Pharmacy(dea=PHARMACY_DEA, npi=fx.PHARMACY_NPI, name="Bluegrass Community Pharmacy"))
         s.commit()
     engine.dispose()
+
+
+@contextmanager
+def real_counter(
+    db_url: str,
+    tmp_path: Path,
+    schedule_of: Callable[[str], str | None],
+    *,
+    fixture_pharmacy: bool = True,
+    **sections: dict,
+) -> Iterator[tuple[Router, sessionmaker]]:
+    """(router, sessions): the real counter (Router and group committer) over a migrated
+    store at `db_url`, with the fixture claims' pharmacy registered unless told not, and
+    any further config `sections` ({"states": {...}}, {"extract": {...}})."""
+    from cashcapture.adapter import config
+    from cashcapture.adapter.router import Router
+    from cashcapture.core.store import GroupCommitter
+
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    sessions = session_factory(engine)
+    if fixture_pharmacy:
+        with sessions.begin() as s:
+            s.add(Pharmacy(dea=PHARMACY_DEA, npi=fx.PHARMACY_NPI, name="Bluegrass", reg_key="9004"))
+    cfg = config.from_dict(
+        {
+            "adapter": {"db": db_url, "spool": str(tmp_path / "spool")},
+            "routes": {"cash": [CASH_BIN]},
+            **sections,
+        }
+    )
+    committer = GroupCommitter(engine).start()
+    router = Router(cfg, committer, schedule_of)
+    try:
+        yield router, sessions
+    finally:
+        router.close()
+        committer.close()
+        engine.dispose()
 
 
 def free_port() -> int:

@@ -333,35 +333,12 @@ PROFILES = {"KY": {}, "KY-2011": {"profile": "KY-2011"}, "ASAP-4.2A": {"profile"
 def counter_store(request, tmp_path):
     """A real store with the fixture pharmacy, the real counter (Router) over it, reading
     the [extract] section of the profile under test."""
-    from cashcapture.adapter import config
-    from cashcapture.adapter.router import Router
-    from cashcapture.core.store import (
-        GroupCommitter,
-        Pharmacy,
-        make_engine,
-        session_factory,
-        upgrade,
-    )
+    from _adapter_helpers import real_counter
 
     url = f"sqlite:///{tmp_path / 'store.db'}"
-    upgrade(url)
-    engine = make_engine(url)
-    sessions = session_factory(engine)
-    with sessions.begin() as s:
-        s.add(Pharmacy(dea="FP1234563", npi=fx.PHARMACY_NPI, name="Bluegrass", reg_key="9004"))
-    cfg = config.from_dict(
-        {
-            "adapter": {"db": url, "spool": str(tmp_path / "spool")},
-            "routes": {"cash": [f"{fx.CASH_BIN}/{fx.CASH_PCN}"]},
-            "extract": PROFILES[request.param],
-        }
-    )
-    committer = GroupCommitter(engine).start()
-    router = Router(cfg, committer, schedule_of)
-    yield router, sessions, PROFILES[request.param]
-    router.close()
-    committer.close()
-    engine.dispose()
+    extract = PROFILES[request.param]
+    with real_counter(url, tmp_path, schedule_of, extract=extract) as (router, sessions):
+        yield router, sessions, extract
 
 
 _rx = iter(range(1, 10**9))
@@ -463,46 +440,32 @@ def test_the_counter_judges_by_the_rules_of_each_state_the_fill_goes_to(migrated
     """As the extract sends it: an Ohio pharmacy's fill goes to Ohio's PMP (the generic
     ASAP 4.2A profile, which takes an SSN Kentucky refuses), and, shipped by mail to a
     Kentucky resident from a pharmacy registered with Kentucky, to Kentucky's as well."""
-    from _adapter_helpers import build, statuses
+    from _adapter_helpers import build, real_counter, statuses
 
-    from cashcapture.adapter import config
-    from cashcapture.adapter.router import Router
-    from cashcapture.core.store import GroupCommitter, Pharmacy, make_engine, session_factory
+    from cashcapture.core.store import Pharmacy
     from cashcapture.core.store.models import PharmacyRegistration
 
-    engine = make_engine(migrated_db_url)
-    sessions = session_factory(engine)
-    with sessions.begin() as s:
-        ohio = Pharmacy(dea="FP1234563", npi=fx.PHARMACY_NPI, name="Buckeye", state="OH")
-        ohio.mail_order = True
-        s.add(ohio)
-        s.flush()
-        s.add(PharmacyRegistration(pharmacy_id=ohio.id, state="KY", submitter_id="BUCKEYE"))
-    cfg = config.from_dict(
-        {
-            "adapter": {"db": migrated_db_url, "spool": str(tmp_path / "spool")},
-            "routes": {"cash": [f"{fx.CASH_BIN}/{fx.CASH_PCN}"]},
-            "states": {"OH": "ASAP-4.2A"},
-        }
-    )
-    committer = GroupCommitter(engine).start()
-    router = Router(cfg, committer, schedule_of)
     refused_ssn = {"CX": "01", "CY": "000123456"}  # area 000: KY's rules refuse it
+    ohio_too = {"states": {"OH": "ASAP-4.2A"}}
+    with real_counter(
+        migrated_db_url, tmp_path, schedule_of, fixture_pharmacy=False, **ohio_too
+    ) as (router, sessions):
+        with sessions.begin() as s:
+            ohio = Pharmacy(dea="FP1234563", npi=fx.PHARMACY_NPI, name="Buckeye", state="OH")
+            ohio.mail_order = True
+            s.add(ohio)
+            s.flush()
+            s.add(PharmacyRegistration(pharmacy_id=ohio.id, state="KY", submitter_id="BUCKEYE"))
 
-    async def send(*claims):
-        return [(await router.handle(build(c))).data for c in claims]
+        async def send(*claims):
+            return [(await router.handle(build(c))).data for c in claims]
 
-    try:
         in_ohio, to_kentucky = asyncio.run(
             send(
                 with_patient(b1(rx=601), **refused_ssn, CO="OH", CP="43215"),
                 with_patient(b1(rx=602), **refused_ssn, CO="KY"),
             )
         )
-    finally:
-        router.close()
-        committer.close()
-        engine.dispose()
     assert statuses(in_ohio) == ["P"]  # Ohio's rules only: judged by KY's, it was refused
     assert statuses(to_kentucky) == ["R"]  # Ohio's and Kentucky's: KY refuses the SSN
     assert b"PMP: Patient ID (PAT03)" in to_kentucky

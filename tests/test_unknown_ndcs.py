@@ -25,6 +25,7 @@ from _adapter_helpers import (
     build,
     fx,
     load,
+    real_counter,
     rejects,
     statuses,
 )
@@ -41,7 +42,6 @@ from cashcapture.adapter.router import Router
 from cashcapture.core import drugs
 from cashcapture.core.store import (
     Fill,
-    GroupCommitter,
     Pharmacy,
     make_engine,
     session_factory,
@@ -69,22 +69,9 @@ DOS = dt.datetime.strptime(fx.DATE_OF_SERVICE, "%Y%m%d").date()
 @pytest.fixture
 def counter(migrated_db_url, tmp_path):
     """(router, sessions): the real counter with the old directory over a real store."""
-    engine = make_engine(migrated_db_url)
-    sessions = session_factory(engine)
-    with sessions.begin() as s:
-        s.add(Pharmacy(dea="FP1234563", npi=fx.PHARMACY_NPI, name="Bluegrass", reg_key="9004"))
-    cfg = config.from_dict(
-        {
-            "adapter": {"db": migrated_db_url, "spool": str(tmp_path / "spool")},
-            "routes": {"cash": [CASH_BIN]},
-        }
-    )
-    committer = GroupCommitter(engine).start()
-    router = Router(cfg, committer, drugs.parse_directory(OLD, "KY").schedule_of)
-    yield router, sessions
-    router.close()
-    committer.close()
-    engine.dispose()
+    old = drugs.parse_directory(OLD, "KY").schedule_of
+    with real_counter(migrated_db_url, tmp_path, old) as (router, sessions):
+        yield router, sessions
 
 
 def send(router, *claims) -> list[bytes]:
