@@ -81,6 +81,11 @@ def send(router, *claims) -> list[bytes]:
     return asyncio.run(go())
 
 
+def unclassified_count(router, route: str) -> float | None:
+    sample = "cashcapture_unclassified_captures_total"
+    return router.metrics.registry.get_sample_value(sample, {"route": route})
+
+
 def message(response: bytes) -> str:
     txn = ncpdp.parse(response).transactions[0]
     return "".join(ncpdp.find(txn, "21").get_all("FQ"))
@@ -101,6 +106,7 @@ def test_a_cash_claim_for_an_unknown_ndc_is_paid_and_captured_unclassified(count
     assert set(held) == {METHADONE}
     fill = held[METHADONE]
     assert fill.unclassified and fill.schedule is None and not fill.needs_report
+    assert unclassified_count(router, "cash") == 1.0  # the live counter (Prometheus)
     # off every queue: the day's extract writes no record of it, and nothing is late
     result = extract(sessions, extract_settings(tmp_path, zero_reports="off"), dt.date.today())
     assert result.files == []
@@ -152,7 +158,7 @@ def test_an_insured_claim_for_an_unknown_ndc_is_captured_unclassified(counter, t
     payer = FakePayer()
     request = load("b1_insured.dat")
 
-    async def go() -> bytes:
+    async def go() -> tuple[bytes, float | None]:
         await payer.start()
         payer_route = {"route": INSURED_BIN, "host": "127.0.0.1", "port": payer.port}
         cfg = config.from_dict(
@@ -164,12 +170,13 @@ def test_an_insured_claim_for_an_unknown_ndc_is_captured_unclassified(counter, t
         )
         router = Router(cfg, cash_router.committer, drugs.parse_directory(OLD, "KY").schedule_of)
         try:
-            return (await router.handle(request)).data
+            return (await router.handle(request)).data, unclassified_count(router, "insured")
         finally:
             router.close()
             await payer.stop()
 
-    answer = asyncio.run(go())
+    answer, counted = asyncio.run(go())
+    assert counted == 1.0
     assert answer == payer.answer(request)  # relayed unchanged
     fill = fills(sessions)[fx.HYDROCODONE_APAP]
     assert (fill.route, fill.payment_type) == ("insured", "04")

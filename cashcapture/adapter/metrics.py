@@ -48,6 +48,12 @@ class Metrics:
             ["route"],
             registry=r,
         )
+        self.unclassified = Counter(
+            "cashcapture_unclassified_captures",
+            "Fills captured for an NDC the drug directory does not hold (reported once classified)",
+            ["route"],
+            registry=r,
+        )
         self.frame_errors = Counter(
             "cashcapture_frame_errors",
             "Frames that could not be read",

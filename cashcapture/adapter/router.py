@@ -316,7 +316,14 @@ class Router:
             "reject_codes": decision.reject_codes or None,
             "captured": captured,
         }
+        self._count_unclassified(route, unit.unclassified, fields)
         return Reply(response, route, decision.status), fields
+
+    def _count_unclassified(self, route: str, n: int, fields: dict) -> None:
+        """Fills just captured for an NDC the drug directory does not hold."""
+        if n:
+            fields["unclassified"] = n
+            self.metrics.unclassified.labels(route).inc(n)
 
     def _pharmacy_id(self, session: Session, provider: str) -> int | None:
         pid = self._pharmacies.get(provider)
@@ -386,6 +393,8 @@ class Router:
             if unit.changes_a_fill():
                 reason = await self._spool(unit)
         fields = {"claim_id": claim_id, "payer": label, "captured": captured, "reason": reason}
+        if claim_id is not None:
+            self._count_unclassified(INSURED, unit.unclassified, fields)
         return Reply(answer, INSURED, status), fields
 
 
@@ -417,6 +426,7 @@ class _Capture(BatchUnit):
         self.pcn = h.pcn.strip() or None
         self.pharmacy_id: int | None = None
         self.fill_keys: list[FillKey | None] = []
+        self.unclassified = 0  # fills the last apply captured unclassified
 
     def wanted(self) -> list[int]:
         """Transactions whose fill this capture reads."""
@@ -506,6 +516,7 @@ class _CashCapture(_Capture):
         )
         response = ncpdp.build(decision.response)
         claim = self.claim(writes, self.route, response, decision.status, decision.reject_codes)
+        self.unclassified = sum(bool(a.values.get("unclassified")) for a in decision.actions)
         if self.capture_on:
             for action in decision.actions:
                 fill = fills[action.transaction]
@@ -561,7 +572,7 @@ class _InsuredCapture(_Capture):
             return claim, 0
         code = self.request.header.transaction_code
         fills = self.fills(found)
-        done = 0
+        done = self.unclassified = 0
         for i, sched in self.schedules.items():
             if self.fill_keys[i] is None:
                 continue
@@ -573,6 +584,7 @@ class _InsuredCapture(_Capture):
                 )
                 values = dict(got.values, payment_type=self.payment_type(), route=INSURED)
                 values.update(capture.classification(sched))
+                self.unclassified += bool(values["unclassified"])
                 if fill is None:
                     fields = dict(values, pharmacy_id=self.pharmacy_id)
                     writes.insert_fill(fields, claim=claim, ingredients=got.ingredients)

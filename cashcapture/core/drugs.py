@@ -300,8 +300,7 @@ def _add_pair(
         if federal == NOT_CONTROLLED:
             found += [pair for s in substances & by_substance.keys() for pair in by_substance[s]]
         classes[row["PRODUCTID"]] = [
-            (state, schedule, _product_name(row) if schedule else "")
-            for state, schedule in found
+            (state, schedule, _product_name(row) if schedule else "") for state, schedule in found
         ]
     for row in _fda_rows(package_file):
         ndc = normalize_ndc(row["NDCPACKAGECODE"])
