@@ -1408,6 +1408,7 @@ USER_ERRORS: tuple[tuple[str, str, object], ...] = (
     ("cashcapture.core.pharmacies", "RegistryError", str),
     ("extract.verdicts", "VerdictError", str),
     ("cashcapture.core.configfile", "ConfigError", str),  # settings of every section
+    ("cashcapture.core.drugs", "DirectoryError", str),  # a drug directory file
 )
 
 

@@ -281,8 +281,13 @@ def load(path: str | Path | None) -> Settings:
     for key, value in (("db", db), ("drug_list", drug_list)):
         if not isinstance(value, str):
             raise SettingsError(f"[adapter] {key}: expected str, got {value!r}")
-    if drug_list and not Path(drug_list).is_file():
-        raise SettingsError(f"[adapter] drug_list: no file {drug_list}")
+    if drug_list:
+        try:
+            drugs.load_file(drug_list, "")  # read (and cached) once: a bad row is said now
+        except OSError:
+            raise SettingsError(f"[adapter] drug_list: no file {drug_list}") from None
+        except drugs.DirectoryError as exc:
+            raise SettingsError(f"[adapter] drug_list: {exc}") from None
     return check(
         Settings(
             extract=_section(ExtractSettings, raw.get("extract", {}), "extract"),

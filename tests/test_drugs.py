@@ -192,3 +192,37 @@ def test_import_refuses_a_directory_that_keeps_its_ndcs_but_loses_their_schedule
     [line] = capsys.readouterr().err.strip().splitlines()
     assert "controlled NDCs" in line and "unchanged" in line
     assert out.read_text() == before
+
+
+@pytest.mark.parametrize(
+    ("row", "words"),
+    [
+        ("0000000000x,,,", "'0000000000x' is not an 11-digit NDC"),
+        ("00054457125,CX,,Methadone", "schedule 'CX'"),
+        ("00054457125,CII,Kentucky,Methadone", "state 'Kentucky'"),
+        ("00093444405,,KY,Gabapentin", "needs its schedule"),
+        ("00054457125,CII,,Methadone,extra", "5 columns"),
+        ("\u00b9\u00b2345678901,,,", "not an 11-digit NDC"),  # superscripts pass isdigit()
+    ],
+)
+def test_a_bad_directory_row_is_named_never_read_as_something_else(
+    tmp_path, capsys, monkeypatch, row, words
+):
+    text = f"ndc11,schedule,state,product\n00406051201,CII,,Oxycodone\n{row}\n"
+    with pytest.raises(drugs.DirectoryError, match="line 3") as caught:
+        drugs.parse_directory(text, "KY")
+    assert words in str(caught.value)
+    with pytest.raises(drugs.DirectoryError, match=words.replace("(", r"\(")):
+        drugs.read_list(text)
+    # configured as the directory every part reads: one line, exit 2
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "directory.csv").write_text(text)
+    (tmp_path / "cc.toml").write_text('[adapter]\ndrug_list = "directory.csv"\n')
+    assert main(["drugs", "show", "00406051201", "--config", "cc.toml"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("cashcapture: error: [adapter] drug_list: directory.csv line 3")
+
+
+def test_a_file_that_is_no_directory_is_refused():
+    with pytest.raises(drugs.DirectoryError, match="not a drug directory"):
+        drugs.parse_directory("ndc,schedule\n00406051201,CII\n", "KY")

@@ -180,31 +180,61 @@ def controlled_by(schedule_of: Callable[[str], str | None]) -> Callable[[str], b
     return lambda ndc: schedule_of(ndc) not in (None, UNKNOWN)
 
 
-def read_list(text: str, state: str | None = None) -> list[Drug]:
+class DirectoryError(ValueError):
+    """A directory file that cannot be read; the message names the file and line."""
+
+
+def _header(lines: list[str], name: str) -> None:
+    if not lines or lines[0].split(",") != list(LIST_COLUMNS):
+        want = ",".join(LIST_COLUMNS)
+        raise DirectoryError(f"{name}: not a drug directory (want the header {want})")
+
+
+def _drug(cells: list[str], where: str) -> Drug:
+    """One row, checked: a bad one would silently turn a controlled NDC into another."""
+    if len(cells) != len(LIST_COLUMNS):
+        raise DirectoryError(f"{where}: {len(cells)} columns, want {len(LIST_COLUMNS)}")
+    ndc, schedule, state, product = cells
+    if len(ndc) != 11 or not ascii_digits(ndc):
+        raise DirectoryError(f"{where}: {ndc!r} is not an 11-digit NDC")
+    if schedule and schedule not in SCHEDULES:
+        raise DirectoryError(f"{where}: schedule {schedule!r}, want {', '.join(SCHEDULES)} or none")
+    if state and not (len(state) == 2 and state.isascii() and state.isalpha() and state.isupper()):
+        raise DirectoryError(f"{where}: state {state!r} is not a two-letter code")
+    if state and not schedule:
+        raise DirectoryError(f"{where}: a state's addition needs its schedule")
+    return Drug(ndc, schedule, product, state)
+
+
+def read_list(text: str, state: str | None = None, name: str = LIST_FILE) -> list[Drug]:
     """Rows of a directory file; with ``state``, federal rows plus that state's additions."""
-    rows = csv.DictReader(io.StringIO(text))
+    lines = text.splitlines()
+    _header(lines, name)
     wanted = {"", state.upper()} if state is not None else None
-    return [
-        Drug(r["ndc11"], r["schedule"], r["product"], r["state"])
-        for r in rows
-        if wanted is None or r["state"] in wanted
-    ]
+    out = []
+    for n, cells in enumerate(csv.reader(lines[1:]), start=2):
+        if cells:
+            drug = _drug(cells, f"{name} line {n}")
+            if wanted is None or drug.state in wanted:
+                out.append(drug)
+    return out
 
 
-def parse_directory(text: str, state: str) -> Directory:
+def parse_directory(text: str, state: str, name: str = LIST_FILE) -> Directory:
     """A directory file as `state` sees it. The plain federal rows (most of the file)
     are read without the csv module: an adapter starts in a tenth of a second."""
     lines = text.splitlines()
-    if not lines or lines[0].split(",") != list(LIST_COLUMNS):
-        raise ValueError(f"not a drug directory file (want the header {','.join(LIST_COLUMNS)})")
+    _header(lines, name)
+    wanted = {"", state.upper()}
     plain: list[int] = []
-    rest: list[str] = []
-    for line in lines[1:]:
-        if line.endswith(_PLAIN_ROW_END) and len(line) == 14:
+    drugs: list[Drug] = []
+    for n, line in enumerate(lines[1:], start=2):
+        if len(line) == 14 and line.endswith(_PLAIN_ROW_END) and ascii_digits(line[:11]):
             plain.append(int(line[:11]))
         elif line:
-            rest.append(line)
-    drugs = read_list("\n".join([",".join(LIST_COLUMNS), *rest]), state)
+            drug = _drug(next(csv.reader([line])), f"{name} line {n}")
+            if drug.state in wanted:
+                drugs.append(drug)
     return Directory(drugs, plain)
 
 
@@ -217,7 +247,7 @@ def load_file(path: str | Path, state: str) -> Directory:
 
 @functools.lru_cache(maxsize=16)
 def _load_file(path: Path, mtime_ns: int, state: str) -> Directory:
-    return parse_directory(path.read_text("utf-8"), state)
+    return parse_directory(path.read_text("utf-8"), state, path.name)
 
 
 @functools.cache
