@@ -111,6 +111,13 @@ def test_bad_fda_file_is_refused(tmp_path):
     bad.write_text("a\tb\n1\t2\n")
     with pytest.raises(ValueError, match="not an FDA NDC file"):
         drugs.build(bad, PACKAGE)
+    lines = PACKAGE.read_bytes().split(b"\r\n")
+    cells = lines[3].split(b"\t")
+    cells[2] = b"12-34"  # NDCPACKAGECODE
+    package = tmp_path / "package.txt"
+    package.write_bytes(b"\r\n".join([*lines[:3], b"\t".join(cells), *lines[4:]]))
+    with pytest.raises(ValueError, match="package.txt line 4: not an NDC: '12-34'"):
+        drugs.build(PRODUCT, package)
 
 
 def test_cli_import_and_show(tmp_path, capsys, monkeypatch):

@@ -272,13 +272,15 @@ def state_rules(text: str | None = None) -> list[tuple[str, str, str]]:
     return rules
 
 
-def _fda_rows(path: Path) -> Iterator[dict[str, str]]:
+def _fda_rows(path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """(where, row) of an FDA tab-separated file; `where` names its file and line."""
     with open(path, encoding=FDA_ENCODING, newline="") as f:
         reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         for n, row in enumerate(reader, start=2):
+            where = f"{path.name} line {n}"
             if None in row or any(v is None for v in row.values()):
-                raise ValueError(f"{path.name} line {n}: wrong number of columns")
-            yield row
+                raise ValueError(f"{where}: wrong number of columns")
+            yield where, row
 
 
 def _require(path: Path, columns: set[str]) -> None:
@@ -321,7 +323,7 @@ def _add_pair(
     _require(package_file, {"PRODUCTID", "NDCPACKAGECODE"})
     # PRODUCTID -> [(state, schedule, product name)]; a federal "" schedule: not controlled
     classes: dict[str, list[tuple[str, str, str]]] = {}
-    for row in _fda_rows(product_file):
+    for _, row in _fda_rows(product_file):
         federal = row["DEASCHEDULE"].strip()
         if federal not in SCHEDULES:
             federal = NOT_CONTROLLED
@@ -332,8 +334,11 @@ def _add_pair(
         classes[row["PRODUCTID"]] = [
             (state, schedule, _product_name(row) if schedule else "") for state, schedule in found
         ]
-    for row in _fda_rows(package_file):
-        ndc = normalize_ndc(row["NDCPACKAGECODE"])
+    for where, row in _fda_rows(package_file):
+        try:
+            ndc = normalize_ndc(row["NDCPACKAGECODE"])
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
         for state, schedule, name in classes.get(row["PRODUCTID"], ()):
             held = drugs.get((state, ndc))
             if held is None or (schedule and not held.schedule):  # a schedule wins
