@@ -669,7 +669,7 @@ def fills(on_date, pharmacy, as_json, db) -> None:
                     "fill_number": f.fill_number,
                     "date_of_service": f.date_of_service.isoformat(),
                     "ndc": f.ndc,
-                    "schedule": f.schedule,
+                    "schedule": "unclassified" if f.unclassified else f.schedule,
                     "quantity": str(f.quantity),
                     "days_supply": f.days_supply,
                     "route": f.route,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 from pathlib import Path
 
 import pytest
@@ -96,7 +97,9 @@ def fills(sessions) -> dict[str, Fill]:
         return {f.ndc: f for f in s.scalars(select(Fill))}
 
 
-def test_a_cash_claim_for_an_unknown_ndc_is_paid_and_captured_unclassified(counter, tmp_path):
+def test_a_cash_claim_for_an_unknown_ndc_is_paid_and_captured_unclassified(
+    counter, tmp_path, capsys
+):
     router, sessions = counter
     unknown, plain = send(router, b1(rx=7000001, ndc=METHADONE), b1(rx=7000002, ndc=fx.LISINOPRIL))
     assert statuses(unknown) == ["P"] and statuses(plain) == ["P"]
@@ -107,6 +110,9 @@ def test_a_cash_claim_for_an_unknown_ndc_is_paid_and_captured_unclassified(count
     fill = held[METHADONE]
     assert fill.unclassified and fill.schedule is None and not fill.needs_report
     assert unclassified_count(router, "cash") == 1.0  # the live counter (Prometheus)
+    assert cli.main(["fills", "--db", router.cfg.db, "--json"]) == 0
+    [listed] = json.loads(capsys.readouterr().out)
+    assert (listed["ndc"], listed["schedule"]) == (METHADONE, "unclassified")
     # off every queue: the day's extract writes no record of it, and nothing is late
     result = extract(sessions, extract_settings(tmp_path, zero_reports="off"), dt.date.today())
     assert result.files == []
