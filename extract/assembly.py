@@ -232,6 +232,7 @@ class Assembler:
         # by the encoders the counter judges its claims with.
         self._pat_elements = elements.pat
         self._dsp_elements = elements.dsp
+        self._partial = elements.partial_number
         self.active: set[int] = set()  # pharmacies with any fill activity this run
 
     def header(self, name: str, when: dt.datetime) -> asap.Header:
@@ -267,7 +268,7 @@ class Assembler:
                 sel.mail_order_rows(session, ph) if group.mail_order else sel.rows(session, ph.id)
             )
             for row in rows:
-                fill_id, version, state, reported, compound, fill_number = row[:6]
+                fill_id, version, state, reported, compound, fill_number, partial = row[:7]
                 self.active.add(ph.id)
                 status = reporting_status(state, reported)
                 if status is None:
@@ -290,6 +291,8 @@ class Assembler:
                 if compound:
                     product, ingredients = self.checker.compound(ingredients)
                 dsp = self._dsp_elements((*row[DSP], status, fill_number_code(fill_number)))
+                if partial:
+                    self._partial(dsp, partial)
                 if product is not None:
                     dsp[7:9] = product  # DSP07 / DSP08: the first controlled ingredient
                 bad = (

@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import String, and_, cast, exists, func, or_, select, true, update
+from sqlalchemy import String, and_, case, cast, exists, func, or_, select, true, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from cashcapture.core.pmp import fillrecord
@@ -81,7 +81,37 @@ PATIENT_MAP = tuple((n, _column(c)) for n, c in fillrecord.PATIENT)
 DISPENSATION_MAP = tuple((n, _column(c)) for n, c in fillrecord.DISPENSATION)
 PRESCRIBER_MAP = tuple((n, _column(c)) for n, c in fillrecord.PRESCRIBER)
 # A selected row: bookkeeping columns first, then the three value blocks, in this order.
-HEAD = (_C.id, _C.version, _C.state, _C.reported_status, _C.compound, _C.fill_number)
+_EARLIER = _FILL.alias("earlier")
+# Which partial fill of its prescription a partial fill is (4.2's DSP13 counts them): the
+# partial fills of its pharmacy, Rx and refill number up to it, by date filled (NULL for
+# a fill that is no partial). The unique fill key's index serves the count.
+PARTIAL_NUMBER = case(
+    (
+        _C.partial_fill == fillrecord.PARTIAL,
+        select(func.count())
+        .where(
+            _EARLIER.c.pharmacy_id == _C.pharmacy_id,
+            _EARLIER.c.rx_number == _C.rx_number,
+            _EARLIER.c.fill_number == _C.fill_number,
+            _EARLIER.c.partial_fill == fillrecord.PARTIAL,
+            or_(
+                _EARLIER.c.date_of_service < _C.date_of_service,
+                and_(_EARLIER.c.date_of_service == _C.date_of_service, _EARLIER.c.id <= _C.id),
+            ),
+        )
+        .scalar_subquery(),
+    ),
+    else_=None,
+)
+HEAD = (
+    _C.id,
+    _C.version,
+    _C.state,
+    _C.reported_status,
+    _C.compound,
+    _C.fill_number,
+    PARTIAL_NUMBER.label("partial_number"),
+)
 PAT = slice(len(HEAD), len(HEAD) + len(PATIENT_MAP))
 DSP = slice(PAT.stop, PAT.stop + len(DISPENSATION_MAP))
 PRE = slice(DSP.stop, DSP.stop + len(PRESCRIBER_MAP))

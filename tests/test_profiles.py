@@ -121,6 +121,34 @@ def test_default_profile_writes_asap_42_files_that_validate(sessions, tmp_path):
     assert dsp.split(b"*")[13] == b"00"  # 4.2: 00 = not a partial fill (4.1 wrote 02)
 
 
+@pytest.mark.parametrize(
+    ("profile", "codes"),
+    [("KY", [b"01", b"02", b"03", b"00"]), ("KY-2011", [b"01", b"01", b"01", b"02"])],
+)
+def test_dsp13_numbers_each_partial_fill_from_42_on(sessions, tmp_path, profile, codes):  # noqa: F811
+    """A prescription dispensed in three partial fills (343-HD P, P, then C): ASAP 4.2
+    numbers them 01, 02, 03 by date filled; 4.1 only says each is partial (01)."""
+    day = TODAY - dt.timedelta(days=1)
+    with sessions.begin() as s:
+        ph = pharmacies(s)
+        for back in (2, 1, 0):  # one Rx and refill, keyed apart by date filled
+            when = day - dt.timedelta(days=back)
+            good_fill(s, ph["solo"], "7001", partial_fill="01", date_of_service=when)
+        good_fill(s, ph["solo"], "7002", partial_fill="02", date_of_service=day)
+    result = extract(sessions, settings(tmp_path, profile=profile, zero_reports="off"), TODAY)
+    [f] = result.files
+    data = (tmp_path / "outbox" / f.name).read_bytes()
+    if profile == "KY":  # the shared validator's KY rules are 4.2's
+        assert check_file(data).status == "Accept"
+    dsps = sorted(
+        (d.split(b"*")[5], d.split(b"*")[2], d.split(b"*")[13])  # date filled, Rx, DSP13
+        for d in data.split(b"~")
+        if d.startswith(b"DSP")
+    )
+    by_rx = [code for _, rx, code in sorted(dsps, key=lambda t: (t[1], t[0]))]
+    assert by_rx == codes
+
+
 def test_profile_ky_2011_writes_41_with_weekly_zero_reports(sessions, tmp_path):  # noqa: F811
     with sessions.begin() as s:
         ph = pharmacies(s)

@@ -18,6 +18,7 @@ from cashcapture.core.pmp.asap.codec import encode, row_encoder
 from cashcapture.core.pmp.records import (
     NEW,
     PARTIAL_FILL_CODES,
+    PARTIAL_FILL_NUMBERED,
     Dispensation,
     Ingredient,
     Patient,
@@ -25,6 +26,8 @@ from cashcapture.core.pmp.records import (
     Prescriber,
     Record,
 )
+
+PARTIAL = "01"  # fills.partial_fill of a partial fill (4.1's DSP13 code, as stored)
 
 # ASAP value attribute <- Fill column, per segment, in the extract's row order.
 # fmt: off
@@ -196,6 +199,7 @@ class Elements:
             return out
 
         self.dsp = dsp_in_version
+        self.numbered = PARTIAL_FILL_NUMBERED[version]
         self.pre = row_encoder(t, "PRE", PRE_NAMES, Prescriber())
 
     def patient(self, values: Mapping[str, object]) -> list[str]:
@@ -206,6 +210,12 @@ class Elements:
         number = fill_number_code(int(str(values.get("fill_number") or 0)))
         out: list[str] = self.dsp((*block(DISPENSATION, values), status, number))
         return out
+
+    def partial_number(self, dsp: list[str], number: int) -> None:
+        """DSP13 of the `number`th partial fill of its prescription, in a version that
+        numbers them (4.2 on; the store knows only that a fill is partial)."""
+        if self.numbered and len(dsp) > DSP13:
+            dsp[DSP13] = f"{min(number, 99):02d}"
 
     def prescriber(self, values: Mapping[str, object]) -> list[str]:
         out: list[str] = self.pre(block(PRESCRIBER, values))

@@ -29,6 +29,9 @@ PARTIAL_FILL_CODES: dict[str, dict[str, str]] = {
     "4.2": {"02": "00"},
     "4.2A": {"02": "00"},
 }
+# Whether a version's DSP13 numbers a partial fill (01 the first, 02 the second ...)
+# rather than only saying it is one (4.1's 01).
+PARTIAL_FILL_NUMBERED: dict[str, bool] = {"4.1": False, "4.2": True, "4.2A": True}
 
 # DSP16 classification code for payment type (4.1 / 4.2 list)
 PAY_PRIVATE = "01"  # cash, charge, credit card: every cash-capture fill
