@@ -1096,8 +1096,6 @@ def status_cmd(first, last, as_csv, db, config) -> None:
         late = reports.late_everywhere(s, settings, today)
         waiting = reports.unknown_drugs(s, settings.directory)
     engine.dispose()
-    if waiting.fills:
-        click.echo(waiting.line(), err=as_csv)
     if as_csv:
         click.echo(reports.to_csv(report), nl=False)
         for bin_, pcn, n, _, _ in unclassified.rows:  # stdout stays one CSV table
@@ -1110,6 +1108,8 @@ def status_cmd(first, last, as_csv, db, config) -> None:
             reports.render(unclassified)
         if late.rows:
             reports.render(late)
+    if waiting.fills:  # after the tables; beside the CSV, on stderr
+        click.echo(waiting.line(), err=as_csv)
 
 
 @cli.command("recap")

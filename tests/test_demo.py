@@ -50,7 +50,8 @@ def test_demo_reports_every_claim_as_expected(run):
     for scenario in demo_claims.SCENARIOS:
         line = next(x for x in out.splitlines() if x.startswith(f"│ {scenario.name} "))
         assert "yes" in line and "NO" not in line, line
-    assert "Claims by outcome: 1 approved, 1 duplicate, 10 paid, 3 rejected" in out
+    assert "Claims by outcome: 1 approved, 1 duplicate, 11 paid, 3 rejected" in out
+    assert "Waiting for a newer drug directory: 1 fill(s)" in out
     assert "certification claims captured: 0" in out
     assert "3 claims forwarded, bytes unchanged" in out
     assert "Rejected at the counter: 3" in out
@@ -111,8 +112,11 @@ def test_store_holds_the_captures_and_no_certification_fill(run):
     assert fills["6000005"].state == "revised"
     assert fills["5000009"].needs_report  # held back, waiting for a corrected claim
     assert "7000001" not in fills and "5000002" not in fills and "5000008" not in fills
+    # an NDC newer than the directory: kept, unclassified, in no file
+    newer = fills["5000010"]
+    assert newer.unclassified and not newer.needs_report and newer.reported_status is None
     assert routes["certification"] == 1
-    assert routes["cash"] == 11
+    assert routes["cash"] == 12
     assert {s.state for s in submissions} == {"uploaded"}
     # the claims are dated the day the demo extracts
     assert {f.date_of_service for f in fills.values()} == {s.extract_date for s in submissions}
@@ -204,7 +208,8 @@ def test_rerun_starts_clean(tmp_path):
     second = demo.run(folder)
     assert second.ok
     assert not stray.exists()
-    assert sum(second.fills.values()) == sum(first.fills.values()) == 7
+    assert sum(second.fills.values()) == sum(first.fills.values()) == 8
+    assert second.unclassified == first.unclassified == 1
     assert len(list((folder / demo.COLLECTOR_DIR).glob("*.dat"))) == 4
 
 

@@ -113,6 +113,10 @@ def test_a_cash_claim_for_an_unknown_ndc_is_paid_and_captured_unclassified(
     assert cli.main(["fills", "--db", router.cfg.db, "--json"]) == 0
     [listed] = json.loads(capsys.readouterr().out)
     assert (listed["ndc"], listed["schedule"]) == (METHADONE, "unclassified")
+    assert cli.main(["status", "--db", router.cfg.db]) == 0
+    assert "1 fill captured for NDCs not in the drug directory wait to be classified" in (
+        capsys.readouterr().out
+    )
     # off every queue: the day's extract writes no record of it, and nothing is late
     result = extract(sessions, extract_settings(tmp_path, zero_reports="off"), dt.date.today())
     assert result.files == []

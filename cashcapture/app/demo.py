@@ -89,6 +89,7 @@ class DemoResult:
     adapter_port: int = 0
     claims: list[ClaimResult] = field(default_factory=list)
     fills: Counter = field(default_factory=Counter)  # (route, state) -> count
+    unclassified: int = 0  # fills of NDCs the drug directory does not hold, waiting
     certification_fills: int = 0
     payer_requests: int = 0
     payer_unchanged: bool = True
@@ -499,6 +500,8 @@ def _count_fills(db_url: str, result: DemoResult) -> None:
             by = (Fill.route, Fill.state)
             rows = s.execute(select(*by, func.count()).group_by(*by))
             result.fills = Counter({(r, st): n for r, st, n in rows})
+            waiting = select(func.count()).select_from(Fill).where(Fill.unclassified.is_(True))
+            result.unclassified = s.scalar(waiting) or 0
             cert_claims = select(Claim.id).where(Claim.route == "certification")
             result.certification_fills = (
                 s.scalar(
@@ -564,6 +567,11 @@ def render(result: DemoResult, console) -> None:
         f"Fills captured: {sum(result.fills.values())} ({fills}); "
         f"certification claims captured: {result.certification_fills}"
     )
+    if result.unclassified:
+        console.print(
+            f"Waiting for a newer drug directory: {result.unclassified} fill(s) captured for "
+            "an NDC it does not hold, reported once classified (drugs unknown, drugs import)"
+        )
     console.print(
         f"Insured payer: {result.payer_requests} claims forwarded, "
         + ("bytes unchanged" if result.payer_unchanged else "[bold red]BYTES CHANGED[/]")
@@ -603,6 +611,7 @@ def render(result: DemoResult, console) -> None:
         f"  cashcapture status --db {db} --config {folder / CONFIG_TOML}\n"
         f"  cashcapture rejects --db {db} --config {folder / CONFIG_TOML}\n"
         f"  cashcapture fills --db {db}\n"
+        f"  cashcapture drugs unknown --db {db}\n"
         "  cashcapture certify fixtures/demo/*.dat"
     )
     verdict = "[bold green]demo OK[/]" if result.ok else "[bold red]demo found a problem[/]"

@@ -37,6 +37,7 @@ TRAMADOL = "00093005801"  # CIV
 GABAPENTIN = "00093444301"  # CV in Kentucky only (a state addition)
 TESTOSTERONE_CYP = "00143965901"  # CIII, compound ingredient
 LISINOPRIL = "00143126701"  # not controlled (in the directory, no schedule)
+NEWER_NDC = "00172375960"  # lisinopril under a code the April 2019 directory lacks: unknown
 CREAM_BASE = "51927201500"  # compound base (a bulk code: not in the directory)
 
 PRESCRIBER_DEA = "AB1234563"
@@ -246,6 +247,13 @@ SCENARIOS: tuple[Scenario, ...] = (
         "cash-compound",
         "cash compound cream with testosterone (CIII): captured with its ingredients",
         _msg("B1", CASH_ROUTE, BLUEGRASS, _COMPOUND), "P", captured=True,
+    ),
+    Scenario(
+        "cash-new-ndc",
+        "cash claim for an NDC newer than the drug directory: paid, captured unclassified "
+        "(`cashcapture drugs unknown`), reported once a newer directory schedules it",
+        _msg("B1", CASH_ROUTE, BLUEGRASS, Claim(5000010, NEWER_NDC, "30", 30, gross="8.40")),
+        "P", captured=True, tags=("unclassified",),
     ),
     Scenario(
         "cash-gabapentin",
