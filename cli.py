@@ -201,7 +201,7 @@ def drugs_import(
     controlled NDCs, or that holds no controlled product, is refused (one line, exit
     2) and the directory left as it was. Fills now controlled join the report queue
     (late at once if past their deadline); fills now known not controlled are
-    removed. Restart `serve` to have the counter use the new directory."""
+    removed. Send `serve` SIGHUP to have the counter read the new directory."""
     from pathlib import Path
 
     from cashcapture.core import drugs

@@ -130,6 +130,50 @@ def test_sigterm_finishes_claims_in_flight(tmp_path, migrated_db_url):
     assert "draining" in events and events[-1] == "stopped"
 
 
+def _wait_event(server: ServerProcess, event: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if f'"event":"{event}"' in server.log_path.read_text():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no {event} in {server.log_path.read_text()[-1000:]}")
+
+
+def test_sighup_reads_the_drug_directory_again(tmp_path, migrated_db_url):
+    """After `drugs import` the operator sends SIGHUP: the next claim is judged by the new
+    directory, no restart, no claim lost; a broken file leaves the old one in use."""
+    register_pharmacy(migrated_db_url)
+    port = free_port()
+    server = ServerProcess(write_config(tmp_path, migrated_db_url, port), tmp_path / "serve.log")
+    newer = "12345678901"  # in no directory yet
+    directory = tmp_path / "drugs.csv"  # the file write_config names as [adapter] drug_list
+    try:
+        server.wait_listening()
+        with Client(port) as c:
+            before = c.exchange(build(b1(rx=801, ndc=newer)))
+            assert b"NDC not in drug directory" in before
+            text = directory.read_text()
+            directory.write_text("not a directory\n")
+            server.proc.send_signal(signal.SIGHUP)
+            _wait_event(server, "directory_not_reloaded")
+            assert b"NDC not in drug directory" in c.exchange(build(b1(rx=802, ndc=newer)))
+            directory.write_text(text + f"{newer},CII,,A product newer than the file\n")
+            server.proc.send_signal(signal.SIGHUP)
+            _wait_event(server, "directory_reloaded")
+            after = c.exchange(build(b1(rx=803, ndc=newer)))
+        assert statuses(after) == ["P"] and b"Cash claim captured for PMP" in after
+    finally:
+        assert server.stop(signal.SIGTERM) == 0
+    engine = make_engine(migrated_db_url)
+    with session_factory(engine)() as s:
+        got = {f.rx_number: (f.schedule, f.unclassified) for f in s.scalars(select(Fill))}
+    engine.dispose()
+    assert got == {"801": (None, True), "802": (None, True), "803": ("CII", False)}
+    claims = [json.loads(line) for line in server.log_path.read_text().splitlines()]
+    counted = [c.get("unclassified") for c in claims if c["event"] == "claim"]
+    assert counted == [1, 1, None]  # the log line says which claims waited
+
+
 def test_logs_carry_no_patient_data(tmp_path, db_url):
     register_pharmacy(db_url)
     port = free_port()
@@ -207,7 +251,10 @@ def test_workers_log_to_stdout_and_die_with_their_parent(tmp_path, migrated_db_u
     with out.open("wb") as o, err.open("wb") as e:
         proc = subprocess.Popen(
             [sys.executable, "-m", "cli", "serve", "--config", str(cfg), "--workers", "2"],
-            cwd=ROOT, stdout=o, stderr=e, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            cwd=ROOT,
+            stdout=o,
+            stderr=e,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
         )
     pids: set[int] = set()
     try:

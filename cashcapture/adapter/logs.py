@@ -45,6 +45,7 @@ ALLOWED = frozenset(
         "peer",
         "connections",
         "captured",
+        "unclassified",
         "error",
         "in_flight",
     }

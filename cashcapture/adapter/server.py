@@ -156,6 +156,18 @@ class AdapterServer:
     def ports(self) -> list[int]:
         return [s.sockets[0].getsockname()[1] for s in self.servers]
 
+    def reload_directory(self) -> None:
+        """SIGHUP: read the drug directory again (after `drugs import`) without a restart.
+        A file that cannot be read leaves the one in use in place, said in the log."""
+        drugs.load.cache_clear()
+        try:
+            schedule_of = schedule_factory(self.cfg)
+        except (OSError, ValueError) as exc:
+            logs.event(log, "directory_not_reloaded", logging.ERROR, error=str(exc))
+            return
+        self.router.schedule_of = schedule_of
+        logs.event(log, "directory_reloaded", worker=self.worker)
+
     async def start(self) -> None:
         await self.router.start()  # the capture spool is replayed before the first claim
         for listener in self.cfg.listeners:
@@ -241,6 +253,7 @@ async def run(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: asyncio.ensure_future(server.shutdown()))
+    loop.add_signal_handler(signal.SIGHUP, server.reload_directory)
     await server.stopped.wait()
 
 
@@ -298,9 +311,9 @@ def serve(cfg: Config) -> None:
     def forward(signum, _frame) -> None:
         for p in procs:
             if p.is_alive() and p.pid is not None:
-                os.kill(p.pid, signal.SIGTERM)
+                os.kill(p.pid, signal.SIGHUP if signum == signal.SIGHUP else signal.SIGTERM)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
     for p in procs:
         p.join()
