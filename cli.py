@@ -222,7 +222,10 @@ def drugs_import(
             drugs.check_replacement(old, built, max_shrink / 100)
         except drugs.ListRefused as exc:
             raise UserError(f"drugs import: {exc}") from None
-    count = drugs.write_list(built, path)
+    try:
+        count = drugs.write_list(built, path)
+    except OSError as exc:
+        raise UserError(f"drugs import: cannot write {path}: {exc.strerror}") from None
     states = sorted({d.state for d in built if d.state})
     controlled = len({d.ndc11 for d in built if d.controlled})
     click.echo(

@@ -138,6 +138,10 @@ def test_cli_import_and_show(tmp_path, capsys, monkeypatch):
     assert main(["drugs", "show", "12-34"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not an NDC" in err
+    nowhere = tmp_path / "no such folder" / "directory.csv"
+    assert main(["drugs", "import", str(PRODUCT), str(PACKAGE), "--out", str(nowhere)]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert f"cannot write {nowhere}" in line
 
 
 def _fda_copy(tmp_path, keep_products: int | None) -> tuple[Path, Path]:

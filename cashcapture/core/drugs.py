@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import os
 import re
 from array import array
 from bisect import bisect_left
@@ -399,6 +400,8 @@ def write_list(drugs: Iterable[Drug], path: Path) -> int:
         for d in drugs:
             writer.writerow((d.ndc11, d.schedule, d.state, d.product))
             count += 1
+        f.flush()
+        os.fsync(f.fileno())  # on disk before it replaces the directory in use
     tmp.replace(path)
     load.cache_clear()
     _load_file.cache_clear()
