@@ -1,7 +1,7 @@
 """Deterministic sample values (no real people) for fixtures, tests and benchmarks.
 
-Every sample passes the KY rules: DEAs carry their check digit, SSNs are in
-range, NDCs are controlled substances from the shipped drug list.
+Every sample passes the KY rules, 2011's and today's: DEAs carry their check digit,
+SSNs are in issued ranges, NDCs are controlled substances from the shipped directory.
 """
 
 from __future__ import annotations
@@ -70,9 +70,11 @@ def patient(i: int) -> Patient:
             "patient_id": f"K{i:08d}",
         }
     else:
+        area = 100 + i % 600
+        area += area == 666  # never issued: refused by the SSA's rules that KY 4.2 applies
         ident = {
             "id_qualifier": ID_SSN,
-            "patient_id": f"{100 + i % 600:03d}{10 + i % 89:02d}{1000 + i % 9000:04d}",
+            "patient_id": f"{area:03d}{10 + i % 89:02d}{1000 + i % 9000:04d}",
         }
     return Patient(
         last_name=f"LAST{i}",
