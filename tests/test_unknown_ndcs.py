@@ -43,6 +43,7 @@ from cashcapture.adapter.router import Router
 from cashcapture.core import drugs
 from cashcapture.core.store import (
     Fill,
+    FillIngredient,
     Pharmacy,
     make_engine,
     session_factory,
@@ -337,6 +338,8 @@ def test_reclassify_follows_the_most_controlled_drug_and_a_void_owes_nothing(mig
             got = {f.rx_number: (f.schedule, f.unclassified, f.needs_report) for f in
                    s.scalars(select(Fill))}  # fmt: skip
             assert [(u.ndc, u.fills) for u in unknown_ndcs(s, drugs.load)] == [(NOWHERE, 1)]
+            kept = {i.fill_id for i in s.scalars(select(FillIngredient))}
+            assert kept == {f.id for f in s.scalars(select(Fill)) if f.compound}  # none orphaned
         assert got == {
             "1": ("CII", False, True),
             "2": ("CII", False, False),

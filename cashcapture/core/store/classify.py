@@ -102,20 +102,26 @@ def reclassify(session: Session, directory_for: DirectoryFor) -> Reclassified:
         elif schedule is None:
             removed.append(fill.id)
         else:
-            queued = fill.state != "voided"  # a reversal never reported owes nothing
-            session.execute(
+            # a reversal never reported owes nothing; read in the UPDATE itself, as the
+            # counter may void the fill between this pass's read and its write
+            result = session.execute(
                 update(Fill)
                 .where(Fill.id == fill.id, Fill.unclassified.is_(True))
-                .values(schedule=schedule, unclassified=False, needs_report=queued)
+                .values(schedule=schedule, unclassified=False, needs_report=Fill.state != "voided")
                 .execution_options(synchronize_session=False)
             )
-            if queued:
+            if result.rowcount and fill.state != "voided":  # type: ignore[attr-defined]
                 out.reportable.append((fill.id, fill.filled))
     for start in range(0, len(removed), 500):
+        # still unclassified when deleted (a rebill may have classified it meanwhile); the
+        # ingredients go with their fill (ON DELETE CASCADE)
         ids = removed[start : start + 500]
-        session.execute(delete(FillIngredient).where(FillIngredient.fill_id.in_(ids)))
-        session.execute(delete(Fill).where(Fill.id.in_(ids), Fill.unclassified.is_(True)))
-    out.not_controlled = len(removed)
+        result = session.execute(
+            delete(Fill)
+            .where(Fill.id.in_(ids), Fill.unclassified.is_(True))
+            .execution_options(synchronize_session=False)
+        )
+        out.not_controlled += result.rowcount  # type: ignore[attr-defined]
     return out
 
 
