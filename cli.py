@@ -236,8 +236,8 @@ def drugs_import(
         click.echo("no store: no unclassified fills to classify")
         return
     engine, sessions, settings = store
-    text = path.read_text("utf-8")
-    _reclassify(engine, sessions, settings, lambda state: drugs.parse_directory(text, state))
+    # the file just written, read once per state (cached), not once per fill
+    _reclassify(engine, sessions, settings, lambda state: drugs.load_file(path, state))
 
 
 def _store_if_any(db: str | None, config: str | None):
