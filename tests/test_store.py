@@ -66,6 +66,48 @@ def test_migrations_build_from_empty_and_rerun(db_url):
         engine.dispose()
 
 
+def test_upgrading_a_store_with_data_keeps_every_row(db_url):
+    """A migration that changes a column makes SQLite copy the table and drop the old
+    one: with foreign keys enforced, that drop deleted a compound's ingredients and
+    failed on a reported fill's submission records. Every row survives the upgrade."""
+    upgrade(db_url, "multistate")
+    engine = make_engine(db_url)
+    now = "2026-12-01 10:00:00"
+    rows = [
+        "INSERT INTO pharmacies (id, dea, name, state, active, created_at, mail_order) "
+        f"VALUES (1, 'FP1234563', 'Bluegrass', 'KY', true, '{now}', false)",
+        "INSERT INTO fills (id, pharmacy_id, rx_number, fill_number, date_of_service, state, "
+        "route, version, needs_report, created_at, updated_at, product_id_qualifier, ndc, "
+        f"compound, schedule) VALUES (1, 1, '7001', 0, '2026-11-30', 'new', 'cash', 1, false, "
+        f"'{now}', '{now}', '06', '99999999999', true, 'CII')",
+        "INSERT INTO fill_ingredients (id, fill_id, sequence, product_id_qualifier, ndc, "
+        "quantity) VALUES (1, 1, 1, '01', '00054457125', '10'), (2, 1, 2, '01', "
+        "'00143126701', '5')",
+        "INSERT INTO submissions (id, file_name, submitter_id, zero_report, record_count, "
+        f"valid_record_count, state, created_at, attempts) VALUES (1, 'PMP_KY_X.dat', 'X', "
+        f"false, 1, 1, 'uploaded', '{now}', 1)",
+        "INSERT INTO submission_records (id, submission_id, fill_id, reporting_status, "
+        "fill_version) VALUES (1, 1, 1, '00', 1)",
+    ]
+    try:
+        with engine.begin() as conn:
+            for sql in rows:
+                conn.execute(text(sql))
+        upgrade(db_url)
+        with engine.connect() as conn:
+            counts = {
+                table: conn.execute(text(f"SELECT count(*) FROM {table}")).scalar()
+                for table in ("fills", "fill_ingredients", "submission_records")
+            }
+            fill = conn.execute(text("SELECT schedule, unclassified FROM fills")).one()
+            if conn.dialect.name == "sqlite":  # enforcement is back on for every connection
+                assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        engine.dispose()
+    assert counts == {"fills": 1, "fill_ingredients": 2, "submission_records": 1}
+    assert tuple(fill) == ("CII", False)
+
+
 def test_migrations_build_what_the_models_say(migrated_db_url):
     """A column, index, constraint or type added to a model without its migration (or
     the reverse) shows here, on SQLite and PostgreSQL."""
