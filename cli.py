@@ -280,7 +280,8 @@ def _reclassified_line(done, settings) -> str:
     past = f", {late} past their reporting deadline" if late else ""
     return (
         f"unclassified fills: {len(done.reportable)} now controlled and queued for the "
-        f"PMP{past}; {done.not_controlled} not controlled (removed); "
+        f"PMP{past}; {done.not_controlled} not controlled (removed, or voided where a state "
+        "holds them); "
         f"{done.still_unknown} still unknown (cashcapture drugs unknown)"
     )
 

@@ -225,7 +225,8 @@ def test_drugs_import_classifies_what_waits(counter, migrated_db_url, tmp_path, 
     out = capsys.readouterr().out
     assert (
         "unclassified fills: 1 now controlled and queued for the PMP, 1 past their reporting "
-        "deadline; 1 not controlled (removed); 1 still unknown" in out
+        "deadline; 1 not controlled (removed, or voided where a state holds them); 1 still "
+        "unknown" in out
     )
     held = fills(sessions)
     assert set(held) == {METHADONE, NOWHERE}  # amlodipine's fill is gone
@@ -458,3 +459,94 @@ def test_a_schedule_iii_fill_is_captured_on_every_database(counter):
     assert statuses(paid) == ["P"] and adjudicate.MSG_CAPTURED in message(paid)
     [fill] = fills(sessions).values()
     assert fill.schedule == "CIII" and fill.needs_report
+
+
+def _reported_then_unclassified(sessions, *, voided: bool = False) -> int:
+    """A fill reported (00, in a delivered file), then rebilled with an NDC the counter
+    did not know (unclassified), and maybe reversed: what a state already holds."""
+    from _store_helpers import revise_fill, void_fill
+
+    from cashcapture.core.store import Submission, SubmissionRecord
+
+    with sessions.begin() as s:
+        ph = Pharmacy(dea="FP1234563", name="Bluegrass", reg_key="9004")
+        s.add(ph)
+        s.flush()
+        fill = insert_fill(s, fill_fields(ph.id, "9001", ndc=METHADONE, schedule="CII"))
+        sub = Submission(file_name="PMP_KY_X.dat", submitter_id="X", state="uploaded")
+        s.add(sub)
+        s.flush()
+        s.add(SubmissionRecord(submission_id=sub.id, fill_id=fill.id, reporting_status="00",
+                               fill_version=1))  # fmt: skip
+        fill.reported_status, fill.needs_report = "00", False
+        s.flush()
+        revise_fill(s, fill, {"ndc": NOWHERE, "schedule": None, "unclassified": True})
+        if voided:
+            void_fill(s, fill)
+        return fill.id
+
+
+def test_a_reported_fill_now_not_controlled_is_voided_not_deleted(migrated_db_url):
+    """Deleting it failed on its submission records (every run-daily stopped there) and
+    would have left the state's record standing: it is voided, and the 02 is queued."""
+    engine = make_engine(migrated_db_url)
+    sessions = session_factory(engine)
+    try:
+        fill_id = _reported_then_unclassified(sessions)
+        plain = drugs.parse_directory(OLD + f"{NOWHERE},,,\n", "KY")
+        with sessions.begin() as s:
+            done = reclassify(s, lambda state: plain)
+        assert (done.not_controlled, done.reportable) == (1, [])
+        with sessions() as s:
+            fill = s.get(Fill, fill_id)
+            assert (fill.state, fill.unclassified, fill.needs_report) == ("voided", False, True)
+            assert fill.reporting_status == "02"
+    finally:
+        engine.dispose()
+
+
+def test_a_reversed_fill_classified_keeps_the_void_it_owes(migrated_db_url):
+    engine = make_engine(migrated_db_url)
+    sessions = session_factory(engine)
+    try:
+        fill_id = _reported_then_unclassified(sessions, voided=True)
+        with sessions() as s:
+            assert s.get(Fill, fill_id).needs_report  # the state holds a 00: a 02 is owed
+        scheduled = drugs.parse_directory(OLD + f"{NOWHERE},CII,,New\n", "KY")
+        with sessions.begin() as s:
+            done = reclassify(s, lambda state: scheduled)
+        assert done.reportable == []  # a void, not a fill newly reportable
+        with sessions() as s:
+            fill = s.get(Fill, fill_id)
+            assert (fill.schedule, fill.unclassified, fill.needs_report) == ("CII", False, True)
+            assert fill.reporting_status == "02"
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_reclassify_leaves_a_fill_the_counter_changed_meanwhile(migrated_db_url):
+    """The counter rebills the fill between this pass's read and its write: the pass's
+    change would carry the old NDC's class, so it is not applied. PostgreSQL lets the
+    write in between; on SQLite the pass holds the write lock from its start (`writing`,
+    BEGIN IMMEDIATE), so there is no between."""
+    from sqlalchemy import update
+
+    engine = make_engine(migrated_db_url)
+    sessions = session_factory(engine)
+    try:
+        _waiting(migrated_db_url, METHADONE)
+
+        def rebilled_meanwhile(state: str) -> drugs.Directory:
+            with sessions.begin() as other:  # another connection commits first
+                other.execute(update(Fill).values(version=Fill.version + 1, ndc=NOWHERE))
+            return drugs.load(state)
+
+        with sessions.begin() as s:
+            done = reclassify(s, rebilled_meanwhile)
+        assert (done.reportable, done.not_controlled) == ([], 0)
+        with sessions() as s:
+            [fill] = s.scalars(select(Fill))
+            assert (fill.ndc, fill.unclassified, fill.needs_report) == (NOWHERE, True, False)
+    finally:
+        engine.dispose()

@@ -5,8 +5,10 @@ A fill the directory now schedules joins the report queue as it is: its date
 filled, not today, decides whether it is late. A fill now known not to be
 controlled is deleted, as if it had never been captured (the store keeps
 controlled fills only; its claim row stays, so a retransmission is still
-answered the same). A fill still unknown waits. Safe to re-run: it only ever
-reads fills that are still unclassified.
+answered the same) - unless a state already saw it (a reported fill rebilled
+with a new NDC): then it is voided, so a state holding its record gets the 02. A
+fill still unknown waits. Each change applies only to the fill version it read
+(the counter writes meanwhile), so it is safe to re-run and to run beside `serve`.
 """
 
 from __future__ import annotations
@@ -16,11 +18,20 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from cashcapture.core.drugs import UNKNOWN, Directory, most_controlled
-from cashcapture.core.store.models import Fill, FillIngredient, Pharmacy
+from cashcapture.core.store.models import (
+    Fill,
+    FillIngredient,
+    FillReport,
+    Pharmacy,
+    RecordReject,
+    SubmissionRecord,
+)
+from cashcapture.core.store.repo import void_values
+from cashcapture.core.store.types import utcnow
 
 DirectoryFor = Callable[[str], Directory]  # a pharmacy's home state -> its directory
 
@@ -57,6 +68,8 @@ class _Waiting:
     home: str  # the pharmacy's state: whose directory (and additions) classify it
     filled: dt.date
     state: str
+    version: int
+    reported_status: str | None
     ndcs: list[str]  # the product's NDC, or a compound's ingredients'
 
 
@@ -68,6 +81,8 @@ def _unclassified(session: Session) -> list[_Waiting]:
             Pharmacy.state,
             Fill.date_of_service,
             Fill.state,
+            Fill.version,
+            Fill.reported_status,
             Fill.ndc,
             Fill.compound,
         )
@@ -86,7 +101,17 @@ def _unclassified(session: Session) -> list[_Waiting]:
         for fill_id, ndc in session.execute(stmt):
             parts[fill_id].append(ndc)
     return [
-        _Waiting(r[0], r[1], r[2], r[3], r[4], parts[r[0]] if r.compound else [r.ndc]) for r in rows
+        _Waiting(
+            id=r.id,
+            pharmacy_id=r.pharmacy_id,
+            home=r[2],
+            filled=r.date_of_service,
+            state=r[4],
+            version=r.version,
+            reported_status=r.reported_status,
+            ndcs=parts[r.id] if r.compound else [r.ndc],
+        )
+        for r in rows
     ]
 
 
@@ -94,35 +119,53 @@ def reclassify(session: Session, directory_for: DirectoryFor) -> Reclassified:
     """Classify every unclassified fill by its pharmacy's state's directory; the caller
     commits."""
     out = Reclassified()
-    removed: list[int] = []
     for fill in _unclassified(session):
         schedule = most_controlled(map(directory_for(fill.home).schedule_of, fill.ndcs))
         if schedule == UNKNOWN:
             out.still_unknown += 1
-        elif schedule is None:
-            removed.append(fill.id)
-        else:
-            # a reversal never reported owes nothing; read in the UPDATE itself, as the
-            # counter may void the fill between this pass's read and its write
-            result = session.execute(
-                update(Fill)
-                .where(Fill.id == fill.id, Fill.unclassified.is_(True))
-                .values(schedule=schedule, unclassified=False, needs_report=Fill.state != "voided")
-                .execution_options(synchronize_session=False)
-            )
-            if result.rowcount and fill.state != "voided":  # type: ignore[attr-defined]
-                out.reportable.append((fill.id, fill.filled))
-    for start in range(0, len(removed), 500):
-        # still unclassified when deleted (a rebill may have classified it meanwhile); the
-        # ingredients go with their fill (ON DELETE CASCADE)
-        ids = removed[start : start + 500]
-        result = session.execute(
-            delete(Fill)
-            .where(Fill.id.in_(ids), Fill.unclassified.is_(True))
-            .execution_options(synchronize_session=False)
-        )
-        out.not_controlled += result.rowcount  # type: ignore[attr-defined]
+        elif schedule is not None:
+            # a void keeps what it owes (a 02 when a state holds the record, else nothing)
+            owes = fill.state == "voided"
+            values = {"schedule": schedule, "unclassified": False}
+            if _apply(session, fill, values if owes else {**values, "needs_report": True}):
+                if not owes:
+                    out.reportable.append((fill.id, fill.filled))
+        elif _remove(session, fill) or _void(session, fill):
+            out.not_controlled += 1
     return out
+
+
+def _current(fill: _Waiting) -> ColumnElement[bool]:
+    """The fill as this pass read it: a rebill or reversal since leaves it alone."""
+    return and_(Fill.id == fill.id, Fill.version == fill.version, Fill.unclassified.is_(True))
+
+
+def _apply(session: Session, fill: _Waiting, values: dict) -> bool:
+    stmt = update(Fill).where(_current(fill)).values(**values)
+    result = session.execute(stmt.execution_options(synchronize_session=False))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _remove(session: Session, fill: _Waiting) -> bool:
+    """Delete a fill no state has seen (no file carried it, no answer names it); its
+    ingredients go with it (ON DELETE CASCADE)."""
+    seen = or_(
+        exists().where(SubmissionRecord.fill_id == Fill.id),
+        exists().where(FillReport.fill_id == Fill.id),
+        exists().where(RecordReject.fill_id == Fill.id),
+    )
+    stmt = delete(Fill).where(_current(fill), Fill.reported_status.is_(None), ~seen)
+    result = session.execute(stmt.execution_options(synchronize_session=False))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _void(session: Session, fill: _Waiting) -> bool:
+    """A fill a state has seen, now known not to be controlled: voided, so a state that
+    holds its record gets the 02 (home; other states' copies by the version bump)."""
+    values: dict = {"unclassified": False}
+    if fill.state != "voided":
+        values.update(void_values(fill.state, fill.version, fill.reported_status, utcnow()))
+    return _apply(session, fill, values)
 
 
 def unknown_ndcs(session: Session, directory_for: DirectoryFor) -> list[UnknownNdc]:
