@@ -83,8 +83,9 @@ PRESCRIBER_MAP = tuple((n, _column(c)) for n, c in fillrecord.PRESCRIBER)
 # A selected row: bookkeeping columns first, then the three value blocks, in this order.
 _EARLIER = _FILL.alias("earlier")
 # Which partial fill of its prescription a partial fill is (4.2's DSP13 counts them): the
-# partial fills of its pharmacy, Rx and refill number up to it, by date filled (NULL for
-# a fill that is no partial). The unique fill key's index serves the count.
+# partial fills of its pharmacy, Rx and refill number up to it, by date filled, leaving
+# out reversed and unclassified ones (NULL for a fill that is no partial). The unique fill
+# key's index serves the count.
 PARTIAL_NUMBER = case(
     (
         _C.partial_fill == fillrecord.PARTIAL,
@@ -97,6 +98,11 @@ PARTIAL_NUMBER = case(
             or_(
                 _EARLIER.c.date_of_service < _C.date_of_service,
                 and_(_EARLIER.c.date_of_service == _C.date_of_service, _EARLIER.c.id <= _C.id),
+            ),
+            # earlier partials that were dispensed and reported: not reversed, not waiting
+            or_(
+                _EARLIER.c.id == _C.id,
+                and_(_EARLIER.c.state != "voided", _EARLIER.c.unclassified.is_(False)),
             ),
         )
         .scalar_subquery(),
@@ -398,10 +404,12 @@ class Selection:
                     .distinct()
                 )
             )
+            # a fill of an unknown NDC is no controlled dispensing (yet): classified
+            # later, it goes as a late record after the zero report, never in its place
             dispensed = set(
                 s.scalars(
                     select(Fill.pharmacy_id)
-                    .where(Fill.date_of_service.between(start, end))
+                    .where(Fill.date_of_service.between(start, end), Fill.unclassified.is_(False))
                     .distinct()
                 )
             )

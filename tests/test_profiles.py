@@ -135,6 +135,14 @@ def test_dsp13_numbers_each_partial_fill_from_42_on(sessions, tmp_path, profile,
             when = day - dt.timedelta(days=back)
             good_fill(s, ph["solo"], "7001", partial_fill="01", date_of_service=when)
         good_fill(s, ph["solo"], "7002", partial_fill="02", date_of_service=day)
+        # an earlier partial that was reversed, and one waiting to be classified: neither
+        # is counted (reported as a void or nothing, they are no partial the state holds)
+        early = day - dt.timedelta(days=3)
+        good_fill(s, ph["solo"], "7001", partial_fill="01", date_of_service=early).state = "voided"
+        waiting = good_fill(
+            s, ph["solo"], "7001", partial_fill="01", date_of_service=early - dt.timedelta(days=1)
+        )
+        waiting.unclassified, waiting.needs_report = True, False
     result = extract(sessions, settings(tmp_path, profile=profile, zero_reports="off"), TODAY)
     [f] = result.files
     data = (tmp_path / "outbox" / f.name).read_bytes()

@@ -550,3 +550,25 @@ def test_reclassify_leaves_a_fill_the_counter_changed_meanwhile(migrated_db_url)
             assert (fill.ndc, fill.unclassified, fill.needs_report) == (NOWHERE, True, False)
     finally:
         engine.dispose()
+
+
+def test_a_pharmacy_whose_only_fill_waits_still_sends_its_zero_report(migrated_db_url, tmp_path):
+    """A fill of an unknown NDC is no controlled dispensing yet: the day still gets its
+    zero report (classified later, the fill goes as a late record after it)."""
+    from _extract_helpers import good_fill
+
+    engine = make_engine(migrated_db_url)
+    sessions = session_factory(engine)
+    yesterday = dt.date.today() - dt.timedelta(days=1)
+    try:
+        with sessions.begin() as s:
+            ph = Pharmacy(dea="FP1234563", name="Bluegrass", reg_key="9004")
+            ph.created_at = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
+            s.add(ph)
+            s.flush()
+            waiting = good_fill(s, ph.id, "7101", ndc=NOWHERE, date_of_service=yesterday)
+            waiting.unclassified, waiting.needs_report, waiting.schedule = True, False, None
+        result = extract(sessions, extract_settings(tmp_path, zero_reports="daily"), yesterday)
+    finally:
+        engine.dispose()
+    assert [(f.zero_report, f.records) for f in result.files] == [(True, 0)]
