@@ -210,16 +210,19 @@ def drugs_import(
         raise UserError(f"drugs import: {more[-1]} has no package file to go with it")
     pairs = [(Path(a), Path(b)) for a, b in zip(more[::2], more[1::2], strict=True)]
     store = _store_if_any(db, config)  # a store named but missing: refused before writing
-    configured = _extract_settings(config).drug_list
+    configured = _extract_settings(config, read_directory=False).drug_list
     try:
         built = drugs.build(Path(product), Path(package), more=pairs)
     except (ValueError, OSError) as exc:
         raise UserError(str(exc)) from None
-    path = Path(out or configured) if out or configured else drugs.shipped_list_path()
-    old = drugs.read_list(path.read_text("utf-8")) if path.is_file() else []
+    in_use = Path(configured) if configured else drugs.shipped_list_path()
+    path = Path(out) if out else in_use
     if not force:
         try:
+            old = drugs.read_list(drugs.read_text(path), name=path.name) if path.is_file() else []
             drugs.check_replacement(old, built, max_shrink / 100)
+        except drugs.DirectoryError as exc:
+            raise UserError(f"drugs import: the directory in place: {exc} (--force)") from None
         except drugs.ListRefused as exc:
             raise UserError(f"drugs import: {exc}") from None
     try:
@@ -235,27 +238,33 @@ def drugs_import(
     if store is None:
         click.echo("no store: no unclassified fills to classify")
         return
+    if path.resolve() != in_use.resolve():
+        store[0].dispose()
+        click.echo(
+            f"{path} is not the directory in use ({in_use}; [adapter] drug_list): "
+            "no fills classified by it"
+        )
+        return
     engine, sessions, settings = store
     # the file just written, read once per state (cached), not once per fill
     _reclassify(engine, sessions, settings, lambda state: drugs.load_file(path, state))
 
 
 def _store_if_any(db: str | None, config: str | None):
-    """(engine, sessions, settings) of the store a command may touch, or None when
-    nothing names one and the default SQLite file is absent (a fresh install)."""
-    import os
+    """(engine, sessions, settings) of the store a command may touch, or None when its
+    SQLite file is not there (a fresh install) - unless --db named that file."""
     from pathlib import Path
 
-    from cashcapture.core.configfile import DEFAULT_URL, ENV_VAR
+    from sqlalchemy.engine import make_url
+
+    from cashcapture.core.configfile import database_url
     from cashcapture.core.store.engine import beside_database
 
-    named = db or config or os.environ.get(ENV_VAR)
-    if not named and beside_database(DEFAULT_URL, "") is not None:
-        from sqlalchemy.engine import make_url
-
-        if not Path(make_url(DEFAULT_URL).database or "").is_file():
+    url = database_url(db, _extract_settings(config, read_directory=False).db)
+    if not db and beside_database(url, "") is not None:
+        if not Path(make_url(url).database or "").is_file():
             return None
-    return _extract_env(db, config)
+    return _extract_env(db, config, read_directory=False)
 
 
 def _reclassify(engine, sessions, settings, directory_for) -> None:
@@ -867,7 +876,7 @@ class _Busy(click.ClickException):
     exit_code = 75
 
 
-def _extract_env(db: str | None, config: str | None, **overrides):
+def _extract_env(db: str | None, config: str | None, read_directory: bool = True, **overrides):
     """(engine, sessions, settings) for the extract commands; config errors -> UserError.
 
     The database is chosen as `serve` chooses it (`configfile.database_url`).
@@ -875,17 +884,17 @@ def _extract_env(db: str | None, config: str | None, **overrides):
     from cashcapture.core.configfile import database_url
     from cashcapture.core.store import session_factory
 
-    settings = _extract_settings(config, **overrides)
+    settings = _extract_settings(config, read_directory, **overrides)
     engine = _open_store(database_url(db, settings.db))
     return engine, session_factory(engine), settings
 
 
-def _extract_settings(config: str | None, **overrides):
+def _extract_settings(config: str | None, read_directory: bool = True, **overrides):
     """The extract's settings of the config file (defaults without one); errors -> UserError."""
     from extract.settings import SettingsError, check, load
 
     try:
-        settings = check(load(config).with_overrides(**overrides))
+        settings = check(load(config, read_directory=read_directory).with_overrides(**overrides))
     except SettingsError as exc:
         raise UserError(str(exc)) from None
     if config is not None:  # one file for every part: a bad value anywhere is refused

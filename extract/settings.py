@@ -267,8 +267,11 @@ def _states(raw: dict[str, Any]) -> tuple[tuple[str, str, tuple[tuple[str, Any],
     return tuple(out)
 
 
-def load(path: str | Path | None) -> Settings:
-    """Read the config file (None: all defaults, relative paths from the cwd)."""
+def load(path: str | Path | None, *, read_directory: bool = True) -> Settings:
+    """Read the config file (None: all defaults, relative paths from the cwd).
+
+    `read_directory` False leaves `[adapter] drug_list` unread: `drugs import` is how a
+    missing or broken directory file is made whole again."""
     if path is None:
         return check(Settings())
     path = Path(path)
@@ -281,7 +284,7 @@ def load(path: str | Path | None) -> Settings:
     for key, value in (("db", db), ("drug_list", drug_list)):
         if not isinstance(value, str):
             raise SettingsError(f"[adapter] {key}: expected str, got {value!r}")
-    if drug_list:
+    if drug_list and read_directory:
         try:
             drugs.load_file(drug_list, "")  # read (and cached) once: a bad row is said now
         except OSError:

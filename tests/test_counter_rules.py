@@ -470,3 +470,33 @@ def test_the_counter_judges_by_the_rules_of_each_state_the_fill_goes_to(migrated
     assert statuses(to_kentucky) == ["R"]  # Ohio's and Kentucky's: KY refuses the SSN
     assert b"PMP: Patient ID (PAT03)" in to_kentucky
     assert router.rules_for(None, ncpdp.parse(build(b1()))) == (router.rules,)
+
+
+def test_a_registration_made_while_serving_is_seen_after_a_reload(migrated_db_url, tmp_path):
+    """`pharmacy register` while `serve` runs: the counter keeps what it looked up until
+    SIGHUP (Router.reload), then judges mail order into the new state by its rules too."""
+    from _adapter_helpers import real_counter
+
+    from cashcapture.core.store.models import Pharmacy, PharmacyRegistration
+
+    req = with_patient(b1(), CO="OH", CP="43215")
+    with real_counter(migrated_db_url, tmp_path, schedule_of, states={"OH": "ASAP-4.2A"}) as (
+        router,
+        sessions,
+    ):
+        with sessions.begin() as s:
+            ph = s.query(Pharmacy).one()
+            ph.mail_order = True
+        with sessions() as s:
+            pid = router._pharmacy_id(s, fx.PHARMACY_NPI)
+        assert router.rules_for(pid, req) == (router.rules,)  # KY only: not registered in OH
+        with sessions.begin() as s:
+            s.add(PharmacyRegistration(pharmacy_id=pid, state="OH", submitter_id="BLUEGRASS"))
+        with sessions() as s:
+            router._pharmacy_id(s, fx.PHARMACY_NPI)
+        assert router.rules_for(pid, req) == (router.rules,)  # the lookup is kept ...
+        router.reload(schedule_of)
+        with sessions() as s:
+            router._pharmacy_id(s, fx.PHARMACY_NPI)
+        ohio = router.rules_by_state["OH"]
+        assert router.rules_for(pid, req) == (router.rules, ohio)  # ... until a reload

@@ -237,3 +237,28 @@ def test_a_bad_directory_row_is_named_never_read_as_something_else(
 def test_a_file_that_is_no_directory_is_refused():
     with pytest.raises(drugs.DirectoryError, match="not a drug directory"):
         drugs.parse_directory("ndc,schedule\n00406051201,CII\n", "KY")
+
+
+def test_a_broken_configured_directory_is_said_and_drugs_import_repairs_it(
+    tmp_path, capsys, monkeypatch
+):
+    """Not UTF-8 (a file saved by a spreadsheet): every command says so in one line, and
+    `drugs import`, told --force, writes it whole again (it reads no config's directory)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CASHCAPTURE_DB", raising=False)
+    directory = tmp_path / "directory.csv"
+    directory.write_bytes(b"ndc11,schedule,state,product\n00054457125,CII,,M\xe9thadone\n")
+    (tmp_path / "cc.toml").write_text('[adapter]\ndrug_list = "directory.csv"\n')
+    assert main(["drugs", "show", "00054457125", "--config", "cc.toml"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "directory.csv: not UTF-8 text" in line
+    argv = ["drugs", "import", str(PRODUCT), str(PACKAGE), "--config", "cc.toml"]
+    assert main(argv) == 2  # the one in place cannot be compared: refused without --force
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "the directory in place" in line and "--force" in line
+    assert main([*argv, "--force"]) == 0
+    capsys.readouterr()
+    assert main(["drugs", "show", "00054457125", "--config", "cc.toml"]) == 0
+    assert "schedule CII" in capsys.readouterr().out
+    directory.unlink()  # gone altogether: drugs import makes it
+    assert main(argv) == 0 and directory.is_file()

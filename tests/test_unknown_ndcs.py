@@ -194,9 +194,11 @@ def test_an_insured_claim_for_an_unknown_ndc_is_captured_unclassified(counter, t
     assert fill.unclassified and fill.schedule is None and not fill.needs_report
 
 
-def _config(tmp_path) -> str:
-    path = tmp_path / "cc.toml"
-    path.write_text('[extract]\nzero_reports = "off"\ntimezone = "America/New_York"\n')
+def _config(tmp_path, directory: Path | None = None) -> str:
+    """A config file; with `directory`, that file as the drug directory in use."""
+    path = tmp_path / ("cc-directory.toml" if directory else "cc.toml")
+    adapter = f"[adapter]\ndrug_list = {json.dumps(str(directory))}\n" if directory else ""
+    path.write_text(adapter + '[extract]\nzero_reports = "off"\ntimezone = "America/New_York"\n')
     return str(path)
 
 
@@ -219,9 +221,16 @@ def test_drugs_import_classifies_what_waits(counter, migrated_db_url, tmp_path, 
     assert METHADONE not in listing and AMLODIPINE not in listing
     assert "HOLLOWAY" not in listing and "19680704" not in listing
 
+    # a directory written anywhere but where the parts read it classifies nothing
+    elsewhere = ["--out", str(tmp_path / "elsewhere.csv"), "--db", migrated_db_url]
+    argv = ["drugs", "import", str(PRODUCT), str(PACKAGE)]
+    assert cli.main([*argv, *elsewhere, "--config", cfg]) == 0
+    assert "is not the directory in use" in capsys.readouterr().out
+    assert all(f.unclassified for f in fills(sessions).values())
+    # the directory in use ([adapter] drug_list), not there yet: drugs import makes it
     newer = tmp_path / "directory.csv"
-    argv = ["drugs", "import", str(PRODUCT), str(PACKAGE), "--out", str(newer)]
-    assert cli.main([*argv, "--db", migrated_db_url, "--config", cfg]) == 0
+    in_use = _config(tmp_path, directory=newer)
+    assert cli.main([*argv, "--db", migrated_db_url, "--config", in_use]) == 0
     out = capsys.readouterr().out
     assert (
         "unclassified fills: 1 now controlled and queued for the PMP, 1 past their reporting "
@@ -243,7 +252,7 @@ def test_drugs_import_classifies_what_waits(counter, migrated_db_url, tmp_path, 
     [written] = result.files
     assert written.records == 1 and written.held_back == 0
     # a second import changes nothing: safe to re-run
-    assert cli.main([*argv, "--force", "--db", migrated_db_url, "--config", cfg]) == 0
+    assert cli.main([*argv, "--force", "--db", migrated_db_url, "--config", in_use]) == 0
     assert "0 now controlled" in capsys.readouterr().out
     # a retransmission of the removed claim, at a counter on the newer directory, is
     # answered as a drug that is not controlled (its claim row kept): no fill again
@@ -301,7 +310,7 @@ def test_a_compound_of_bulk_ingredients_waits_for_the_unfinished_drugs_files(
     [fill] = fills(sessions).values()
     assert fill.compound and fill.unclassified
     newer = tmp_path / "directory.csv"
-    argv = ["drugs", "import", str(PRODUCT), str(PACKAGE), "--out", str(newer)]
+    argv = ["drugs", "import", str(PRODUCT), str(PACKAGE), "--config", _config(tmp_path, newer)]
     assert cli.main([*argv, *_unfinished(tmp_path)[:1]]) == 2  # a product file alone
     assert "has no package file" in capsys.readouterr().err
     assert cli.main([*argv, *_unfinished(tmp_path), "--db", migrated_db_url]) == 0

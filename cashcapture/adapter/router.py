@@ -335,6 +335,12 @@ class Router:
                 self._dispensers[pid] = _Dispenser(pharmacy.state, pharmacy.mail_order, registered)
         return pid
 
+    def reload(self, schedule_of: Callable[[str], str | None]) -> None:
+        """A new drug directory; the pharmacies are looked up again on their next claim."""
+        self.schedule_of = schedule_of
+        self._pharmacies.clear()
+        self._dispensers.clear()
+
     def rules_for(self, pharmacy_id: int | None, request: Request) -> tuple[StateRules, ...]:
         """The record rules of every state a claim's fills go to, as the extract sends
         them: the pharmacy's own state's (this adapter's state's when none here reports

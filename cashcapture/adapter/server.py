@@ -157,15 +157,16 @@ class AdapterServer:
         return [s.sockets[0].getsockname()[1] for s in self.servers]
 
     def reload_directory(self) -> None:
-        """SIGHUP: read the drug directory again (after `drugs import`) without a restart.
-        A file that cannot be read leaves the one in use in place, said in the log."""
+        """SIGHUP: read the drug directory again (after `drugs import`), and the pharmacies
+        (a `pharmacy register` since), without a restart. A directory file that cannot be
+        read leaves the one in use in place, said in the log."""
         drugs.load.cache_clear()
         try:
             schedule_of = schedule_factory(self.cfg)
         except (OSError, ValueError) as exc:
             logs.event(log, "directory_not_reloaded", logging.ERROR, error=str(exc))
             return
-        self.router.schedule_of = schedule_of
+        self.router.reload(schedule_of)
         logs.event(log, "directory_reloaded", worker=self.worker)
 
     async def start(self) -> None:
@@ -282,6 +283,7 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _worker_main(cfg: Config, worker: int, parent: int) -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until `run` can reload (default: die)
     _die_with_parent(parent)
     logs.setup(cfg.log_level, sys.stdout)  # every worker logs where `serve` itself does
     asyncio.run(run(cfg, schedule_factory(cfg), reuse_port=True, worker=worker))
@@ -291,8 +293,11 @@ def serve(cfg: Config) -> None:
     """Run the adapter: in this process, or as ``cfg.workers`` processes sharing the ports.
 
     Migrations run once here, before any worker starts. With several workers
-    every listener needs a fixed port (SO_REUSEPORT spreads connections).
+    every listener needs a fixed port (SO_REUSEPORT spreads connections). SIGHUP is
+    ignored until the directory can be reloaded: its default action would end the
+    process (workers inherit the ignoring, and set it again themselves).
     """
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     upgrade(cfg.db)
     if cfg.workers == 1:
         asyncio.run(run(cfg, schedule_factory(cfg)))

@@ -248,7 +248,15 @@ def load_file(path: str | Path, state: str) -> Directory:
 
 @functools.lru_cache(maxsize=16)
 def _load_file(path: Path, mtime_ns: int, state: str) -> Directory:
-    return parse_directory(path.read_text("utf-8"), state, path.name)
+    return parse_directory(read_text(path), state, path.name)
+
+
+def read_text(path: Path) -> str:
+    """A directory file's text; one that is not UTF-8 is a DirectoryError, like a bad row."""
+    try:
+        return Path(path).read_text("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DirectoryError(f"{Path(path).name}: not UTF-8 text (byte {exc.start})") from None
 
 
 @functools.cache
