@@ -30,6 +30,7 @@ from _adapter_helpers import (
     rejects,
     statuses,
 )
+from _extract_helpers import sessions  # noqa: F401  (fixture)
 from _extract_helpers import settings as extract_settings
 from _sftp_server import sftp_server  # noqa: F401
 from _store_helpers import fill_fields, insert_fill
@@ -495,42 +496,34 @@ def _reported_then_unclassified(sessions, *, voided: bool = False) -> int:
         return fill.id
 
 
-def test_a_reported_fill_now_not_controlled_is_voided_not_deleted(migrated_db_url):
+def _classify_reported(sessions, row: str, *, voided: bool = False):
+    """(what re-classifying did, the fill after) for a reported fill that waits, when the
+    directory has `row` for its NDC."""
+    fill_id = _reported_then_unclassified(sessions, voided=voided)
+    directory = drugs.parse_directory(OLD + f"{NOWHERE},{row}\n", "KY")
+    with sessions.begin() as s:
+        done = reclassify(s, lambda state: directory)
+    with sessions() as s:
+        fill = s.get(Fill, fill_id)
+        s.expunge(fill)
+    return done, fill
+
+
+def test_a_reported_fill_now_not_controlled_is_voided_not_deleted(sessions):
     """Deleting it failed on its submission records (every run-daily stopped there) and
     would have left the state's record standing: it is voided, and the 02 is queued."""
-    engine = make_engine(migrated_db_url)
-    sessions = session_factory(engine)
-    try:
-        fill_id = _reported_then_unclassified(sessions)
-        plain = drugs.parse_directory(OLD + f"{NOWHERE},,,\n", "KY")
-        with sessions.begin() as s:
-            done = reclassify(s, lambda state: plain)
-        assert (done.not_controlled, done.reportable) == (1, [])
-        with sessions() as s:
-            fill = s.get(Fill, fill_id)
-            assert (fill.state, fill.unclassified, fill.needs_report) == ("voided", False, True)
-            assert fill.reporting_status == "02"
-    finally:
-        engine.dispose()
+    done, fill = _classify_reported(sessions, ",,")
+    assert (done.not_controlled, done.reportable) == (1, [])
+    assert (fill.state, fill.unclassified, fill.needs_report) == ("voided", False, True)
+    assert fill.reporting_status == "02"
 
 
-def test_a_reversed_fill_classified_keeps_the_void_it_owes(migrated_db_url):
-    engine = make_engine(migrated_db_url)
-    sessions = session_factory(engine)
-    try:
-        fill_id = _reported_then_unclassified(sessions, voided=True)
-        with sessions() as s:
-            assert s.get(Fill, fill_id).needs_report  # the state holds a 00: a 02 is owed
-        scheduled = drugs.parse_directory(OLD + f"{NOWHERE},CII,,New\n", "KY")
-        with sessions.begin() as s:
-            done = reclassify(s, lambda state: scheduled)
-        assert done.reportable == []  # a void, not a fill newly reportable
-        with sessions() as s:
-            fill = s.get(Fill, fill_id)
-            assert (fill.schedule, fill.unclassified, fill.needs_report) == ("CII", False, True)
-            assert fill.reporting_status == "02"
-    finally:
-        engine.dispose()
+def test_a_reversed_fill_classified_keeps_the_void_it_owes(sessions):
+    """Reversed while it waited, after the state got its 00: the 02 is owed, and stays."""
+    done, fill = _classify_reported(sessions, "CII,,New", voided=True)
+    assert done.reportable == []  # a void, not a fill newly reportable
+    assert (fill.schedule, fill.unclassified, fill.needs_report) == ("CII", False, True)
+    assert fill.reporting_status == "02"
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
