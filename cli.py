@@ -209,13 +209,13 @@ def drugs_import(
     if len(more) % 2:
         raise UserError(f"drugs import: {more[-1]} has no package file to go with it")
     pairs = [(Path(a), Path(b)) for a, b in zip(more[::2], more[1::2], strict=True)]
-    store = _store_if_any(db, config)  # a store named but missing: refused before writing
-    configured = _extract_settings(config, read_directory=False).drug_list
+    settings = _extract_settings(config, read_directory=False)  # this command rewrites it
+    store = _store_if_any(db, settings)  # a store named but missing: refused before writing
     try:
         built = drugs.build(Path(product), Path(package), more=pairs)
     except (ValueError, OSError) as exc:
         raise UserError(str(exc)) from None
-    in_use = Path(configured) if configured else drugs.shipped_list_path()
+    in_use = Path(settings.drug_list) if settings.drug_list else drugs.shipped_list_path()
     path = Path(out) if out else in_use
     if not force:
         try:
@@ -238,56 +238,52 @@ def drugs_import(
     if store is None:
         click.echo("no store: no unclassified fills to classify")
         return
-    if path.resolve() != in_use.resolve():
-        store[0].dispose()
-        click.echo(
-            f"{path} is not the directory in use ({in_use}; [adapter] drug_list): "
-            "no fills classified by it"
-        )
-        return
-    engine, sessions, settings = store
-    # the file just written, read once per state (cached), not once per fill
-    _reclassify(engine, sessions, settings, lambda state: drugs.load_file(path, state))
+    try:
+        if path.resolve() == in_use.resolve():
+            _reclassify(store, settings, always=True)
+        else:
+            click.echo(
+                f"{path} is not the directory in use ({in_use}; [adapter] drug_list): "
+                "no fills classified by it"
+            )
+    finally:
+        store.kw["bind"].dispose()
 
 
-def _store_if_any(db: str | None, config: str | None):
-    """(engine, sessions, settings) of the store a command may touch, or None when its
-    SQLite file is not there (a fresh install) - unless --db named that file."""
+def _store_if_any(db: str | None, settings):
+    """The sessions of the store a command may touch, or None when its SQLite file is not
+    there (a fresh install) - unless --db named that file."""
     from pathlib import Path
 
     from sqlalchemy.engine import make_url
 
     from cashcapture.core.configfile import database_url
+    from cashcapture.core.store import session_factory
     from cashcapture.core.store.engine import beside_database
 
-    url = database_url(db, _extract_settings(config, read_directory=False).db)
+    url = database_url(db, settings.db)
     if not db and beside_database(url, "") is not None:
         if not Path(make_url(url).database or "").is_file():
             return None
-    return _extract_env(db, config, read_directory=False)
+    return session_factory(_open_store(url))
 
 
-def _reclassify(engine, sessions, settings, directory_for) -> None:
-    """Classify the unclassified fills by `directory_for` and say what changed (ids and
-    counts only)."""
+def _reclassify(sessions, settings, *, always: bool) -> None:
+    """Classify the unclassified fills by the directory in use and say what changed (ids
+    and counts only): always, or only when something did."""
+    import datetime as dt
+
     from cashcapture.core.store.classify import reclassify
     from extract.submit import writing
 
-    try:
-        with writing(sessions) as s:
-            done = reclassify(s, directory_for)
-    finally:
-        engine.dispose()
-    click.echo(_reclassified_line(done, settings))
-
-
-def _reclassified_line(done, settings) -> str:
-    import datetime as dt
-
+    with writing(sessions) as s:
+        done = reclassify(s, settings.directory)
+    if not (always or done.changed):
+        return
     today = dt.datetime.now(settings.extract.zone()).date()
     late = sum(1 for _, filled in done.reportable if settings.extract.deadline(filled) < today)
     past = f", {late} past their reporting deadline" if late else ""
-    return (
+    click.echo(
         f"unclassified fills: {len(done.reportable)} now controlled and queued for the "
         f"PMP{past}; {done.not_controlled} not controlled (removed, or voided where a state "
         "holds them); "
@@ -932,15 +928,11 @@ class _Locked:
 def _run_extract(sessions, settings, date) -> int:
     """Extract the day for every state this switch reports to ([extract] profile's, then
     [states]); one state's failure is reported and the others still run."""
-    from cashcapture.core.store.classify import reclassify
     from extract.selection import unserved
     from extract.settings import SettingsError
-    from extract.submit import writing
 
-    with writing(sessions) as s:  # a directory imported since: its fills join this run
-        done = reclassify(s, settings.directory)
-    if done.changed:
-        click.echo(_reclassified_line(done, settings))
+    # fills of NDCs a directory imported since now knows join this run
+    _reclassify(sessions, settings, always=False)
     states = settings.state_names()
     worst = 0
     with sessions() as s:

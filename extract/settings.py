@@ -119,9 +119,7 @@ class Settings:
     def directory(self, state: str) -> drugs.Directory:
         """The drug directory every part reads: `[adapter] drug_list` (a path as `serve`
         takes it, from the working directory) when set, else the shipped one."""
-        if self.drug_list:
-            return drugs.load_file(self.drug_list, state)
-        return drugs.load(state)
+        return drugs.directory(self.drug_list, state)
 
     def state_names(self) -> list[str]:
         """Every state this switch reports to: the configured profile's, then [states]."""

@@ -160,7 +160,6 @@ class AdapterServer:
         """SIGHUP: read the drug directory again (after `drugs import`), and the pharmacies
         (a `pharmacy register` since), without a restart. A directory file that cannot be
         read leaves the one in use in place, said in the log."""
-        drugs.load.cache_clear()
         try:
             schedule_of = schedule_factory(self.cfg)
         except (OSError, ValueError) as exc:
@@ -261,9 +260,7 @@ async def run(
 def schedule_factory(cfg: Config) -> Callable[[str], str | None]:
     """The directory's answer for an NDC: CII..CV, None (not controlled) or
     `drugs.UNKNOWN`; from the configured directory file, else the shipped one."""
-    if cfg.drug_list:
-        return drugs.load_file(cfg.drug_list, cfg.state).schedule_of
-    return drugs.load(cfg.state).schedule_of
+    return drugs.directory(cfg.drug_list, cfg.state).schedule_of
 
 
 PR_SET_PDEATHSIG = 1  # prctl(2) option: a signal for this process when its parent dies

@@ -155,13 +155,14 @@ class Directory:
         """CII..CV when controlled here, None when listed and not controlled, UNKNOWN
         when the directory does not hold it (something that is no NDC at all: None,
         it names no product to classify)."""
-        if (drug := self.lookup(ndc)) is not None:
-            return drug.schedule
         try:
-            ndc_candidates(ndc)
+            candidates = ndc_candidates(ndc)
         except ValueError:
             return None
-        return None if self.knows(ndc) else UNKNOWN
+        for candidate in candidates:
+            if (drug := self._by_ndc.get(candidate)) is not None:
+                return drug.schedule
+        return None if any(self._listed_plain(c) for c in candidates) else UNKNOWN
 
 
 _RANK = {**{s: n for n, s in enumerate(SCHEDULES)}, UNKNOWN: len(SCHEDULES)}
@@ -240,8 +241,8 @@ def parse_directory(text: str, state: str, name: str = LIST_FILE) -> Directory:
 
 
 def load_file(path: str | Path, state: str) -> Directory:
-    """A directory file other than the shipped one (`[adapter] drug_list`); read again
-    once the file changed (`drugs import` rewrites it)."""
+    """A directory file, cached while it is unchanged: read again once `drugs import`
+    rewrote it (so SIGHUP and every command see the new one)."""
     path = Path(path).resolve()
     return _load_file(path, path.stat().st_mtime_ns, state.upper())
 
@@ -259,11 +260,15 @@ def read_text(path: Path) -> str:
         raise DirectoryError(f"{Path(path).name}: not UTF-8 text (byte {exc.start})") from None
 
 
-@functools.cache
 def load(state: str = "KY") -> Directory:
     """The shipped directory for ``state`` (federal schedules plus the state's additions)."""
-    text = resources.files("cashcapture.core.data").joinpath(LIST_FILE).read_text("utf-8")
-    return parse_directory(text, state)
+    return load_file(shipped_list_path(), state)
+
+
+def directory(drug_list: str | None, state: str) -> Directory:
+    """The directory every part reads: the `[adapter] drug_list` file when one is set,
+    else the shipped one."""
+    return load_file(drug_list, state) if drug_list else load(state)
 
 
 # --- building the list from the FDA NDC Directory ---------------------------------
@@ -411,7 +416,6 @@ def write_list(drugs: Iterable[Drug], path: Path) -> int:
         f.flush()
         os.fsync(f.fileno())  # on disk before it replaces the directory in use
     tmp.replace(path)
-    load.cache_clear()
     _load_file.cache_clear()
     return count
 

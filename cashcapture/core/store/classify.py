@@ -78,8 +78,8 @@ def _unclassified(session: Session) -> list[_Waiting]:
         select(
             Fill.id,
             Fill.pharmacy_id,
-            Pharmacy.state,
-            Fill.date_of_service,
+            Pharmacy.state.label("home"),
+            Fill.date_of_service.label("filled"),
             Fill.state,
             Fill.version,
             Fill.reported_status,
@@ -102,14 +102,14 @@ def _unclassified(session: Session) -> list[_Waiting]:
             parts[fill_id].append(ndc)
     return [
         _Waiting(
-            id=r.id,
-            pharmacy_id=r.pharmacy_id,
-            home=r[2],
-            filled=r.date_of_service,
-            state=r[4],
-            version=r.version,
-            reported_status=r.reported_status,
-            ndcs=parts[r.id] if r.compound else [r.ndc],
+            r.id,
+            r.pharmacy_id,
+            r.home,
+            r.filled,
+            r.state,
+            r.version,
+            r.reported_status,
+            parts[r.id] if r.compound else [r.ndc],
         )
         for r in rows
     ]
