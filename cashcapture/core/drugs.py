@@ -129,40 +129,38 @@ class Directory:
         i = bisect_left(self._plain, n)
         return i < len(self._plain) and self._plain[i] == n
 
+    def _controlled(self, candidates: list[str]) -> Drug | None:
+        return next((d for c in candidates if (d := self._by_ndc.get(c)) is not None), None)
+
     def lookup(self, ndc: str) -> Drug | None:
         """The drug for an NDC in any accepted form, when controlled here; else None."""
-        try:
-            candidates = ndc_candidates(ndc)
-        except ValueError:
-            return None
-        for candidate in candidates:
-            if (drug := self._by_ndc.get(candidate)) is not None:
-                return drug
-        return None
+        return self._controlled(_readings(ndc))
 
     def is_reportable(self, ndc: str) -> bool:
         return self.lookup(ndc) is not None
 
     def knows(self, ndc: str) -> bool:
         """Whether the directory holds the NDC (controlled or not)."""
-        try:
-            candidates = ndc_candidates(ndc)
-        except ValueError:
-            return False
-        return any(c in self._by_ndc or self._listed_plain(c) for c in candidates)
+        return any(c in self._by_ndc or self._listed_plain(c) for c in _readings(ndc))
 
     def schedule_of(self, ndc: str) -> str | None:
         """CII..CV when controlled here, None when listed and not controlled, UNKNOWN
         when the directory does not hold it (something that is no NDC at all: None,
         it names no product to classify)."""
-        try:
-            candidates = ndc_candidates(ndc)
-        except ValueError:
+        candidates = _readings(ndc)
+        if (drug := self._controlled(candidates)) is not None:
+            return drug.schedule
+        if not candidates or any(self._listed_plain(c) for c in candidates):
             return None
-        for candidate in candidates:
-            if (drug := self._by_ndc.get(candidate)) is not None:
-                return drug.schedule
-        return None if any(self._listed_plain(c) for c in candidates) else UNKNOWN
+        return UNKNOWN
+
+
+def _readings(ndc: str) -> list[str]:
+    """`ndc_candidates`, none for what is no NDC at all."""
+    try:
+        return ndc_candidates(ndc)
+    except ValueError:
+        return []
 
 
 _RANK = {**{s: n for n, s in enumerate(SCHEDULES)}, UNKNOWN: len(SCHEDULES)}
